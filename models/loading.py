@@ -1,0 +1,112 @@
+"""Load a denoiser with its tokenizer and diffusion process: by shipped name, local folder, or hub id.
+
+Resolution order for ``name_or_path``:
+1. a checkpoint shipped inside the package (``seqtree models list``), e.g. ``protein-tiny``;
+2. a local folder saved by seqtree (``config.json`` of a seqtree backbone and ``seqtree_tokenizer.json``);
+3. any other local folder or Hugging Face hub id is an ``AutoModelForMaskedLM`` with its own tokenizer,
+   wrapped by :class:`HFMaskedLMDenoiser`. Remote code runs only when ``trust_remote_code=True`` is asked for.
+
+Weights load from safetensors (``from_pretrained``); nothing loaded runs code unless asked.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+from transformers import AutoConfig, AutoModel
+from transformers.utils import logging as transformers_logging
+
+from seqtree.diffusion import MaskedDiffusion
+from seqtree.models.dilated_cnn import DilatedCNN, DilatedCNNConfig
+from seqtree.models.hf_adapter import HFMaskedLMDenoiser
+from seqtree.models.tokenizers import TOKENIZER_FILE, HFTokenizer, Tokenizer, load_tokenizer
+from seqtree.models.transformer import SeqTreeTransformer, SeqTreeTransformerConfig
+from seqtree.schedules import make_schedule
+
+CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
+MODEL_CARD = "README.md"
+
+BACKBONES: dict[str, tuple[type, type]] = {
+    SeqTreeTransformerConfig.model_type: (SeqTreeTransformerConfig, SeqTreeTransformer),
+    DilatedCNNConfig.model_type: (DilatedCNNConfig, DilatedCNN),
+}
+
+transformers_logging.disable_progress_bar()  # per-shard bars clutter every load and save of a tiny model
+
+for _model_type, (_config_class, _model_class) in BACKBONES.items():
+    AutoConfig.register(_model_type, _config_class, exist_ok=True)
+    AutoModel.register(_config_class, _model_class, exist_ok=True)
+
+
+@dataclass
+class LoadedModel:
+    """A ready-to-sample model: the network, its tokenizer and its diffusion process."""
+
+    denoiser: nn.Module
+    tokenizer: Tokenizer
+    diffusion: MaskedDiffusion
+    source: str  # what was asked for
+    max_length: int | None  # longest sequence the backbone accepts (None: no limit known)
+    domain: str | None  # dna, protein, smiles, text, or None when unknown
+
+
+def shipped_checkpoints() -> dict[str, Path]:
+    """Name -> folder of every checkpoint shipped in the package."""
+    if not CHECKPOINT_DIR.is_dir():
+        return {}
+    return {p.name: p for p in sorted(CHECKPOINT_DIR.iterdir()) if (p / "config.json").is_file()}
+
+
+def read_model_card(path: Path) -> str:
+    card = path / MODEL_CARD
+    return card.read_text() if card.is_file() else ""
+
+
+def resolve_checkpoint(name_or_path: str | Path) -> Path | str:
+    """A shipped name or an existing folder becomes a Path; anything else is returned as a hub id."""
+    shipped = shipped_checkpoints()
+    if str(name_or_path) in shipped:
+        return shipped[str(name_or_path)]
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{path} has no config.json: not a saved model folder")
+        return path
+    if str(name_or_path).count("/") > 1 or str(name_or_path).startswith((".", "/", "~")):
+        known = ", ".join(shipped) or "none"
+        raise FileNotFoundError(f"no model folder at {name_or_path!r} (shipped checkpoints: {known})")
+    return str(name_or_path)
+
+
+def _is_seqtree_folder(path: Path | str) -> bool:
+    if not isinstance(path, Path):
+        return False
+    model_type = json.loads((path / "config.json").read_text()).get("model_type")
+    return model_type in BACKBONES and (path / TOKENIZER_FILE).is_file()
+
+
+def load_model(name_or_path: str | Path, *, trust_remote_code: bool = False, device: str = "cpu") -> LoadedModel:
+    """Load denoiser, tokenizer and diffusion process; the denoiser is in eval mode on ``device``."""
+    location = resolve_checkpoint(name_or_path)
+    if _is_seqtree_folder(location):
+        denoiser = AutoModel.from_pretrained(location)
+        tokenizer = load_tokenizer(location)
+        config = denoiser.config
+        schedule = make_schedule(getattr(config, "noise_schedule", "loglinear"), getattr(config, "noise_eps", 1e-3))
+        max_length = getattr(config, "max_positions", None)
+        domain = getattr(config, "domain", None)
+    else:
+        tokenizer = HFTokenizer(str(location), trust_remote_code=trust_remote_code)
+        denoiser = HFMaskedLMDenoiser.from_pretrained(
+            str(location), pad_id=tokenizer.pad_id, trust_remote_code=trust_remote_code
+        )
+        schedule = make_schedule("loglinear")
+        max_length = getattr(denoiser.config, "max_position_embeddings", None)
+        domain = None
+    vocab_size = max(tokenizer.vocab_size, int(denoiser.config.vocab_size))
+    diffusion = MaskedDiffusion.for_tokenizer(tokenizer, schedule=schedule, vocab_size=vocab_size)
+    denoiser.to(device).eval()
+    return LoadedModel(denoiser, tokenizer, diffusion, str(name_or_path), max_length, domain)

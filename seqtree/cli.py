@@ -1,0 +1,160 @@
+"""The ``seqtree`` command line.
+
+Exit codes: 0 success, 2 bad input (a recipe, a file, an argument: one line naming what is wrong), 1 failure.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from seqtree.config import RecipeError
+
+app = typer.Typer(
+    help="Design sequences with masked diffusion models steered by tree search.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="Shipped checkpoints and their model cards.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+BAD_INPUT = 2
+FAILURE = 1
+
+
+def _fail(message: str, code: int = BAD_INPUT) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _is_interactive() -> bool:
+    return sys.stderr.isatty()
+
+
+@app.command(
+    epilog="Example: seqtree train recipes/train/protein-tiny.yaml --set training.max_steps=200",
+)
+def train(
+    recipe: Annotated[Path, typer.Argument(help="training recipe YAML")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a field: key.sub=value")] = None,
+    resume: Annotated[bool, typer.Option(help="continue from output_dir/checkpoints/last.ckpt")] = False,
+    progress: Annotated[bool | None, typer.Option(help="progress bar (default: only on a terminal)")] = None,
+) -> None:
+    """Pretrain a denoiser with the masked diffusion NELBO and export a Hugging Face folder with a model card."""
+    from seqtree.config import load_recipe
+    from seqtree.models.tokenizers import TokenizationError
+    from seqtree.training.recipe import TrainRecipe
+    from seqtree.training.run import train as run_training
+
+    try:
+        parsed = load_recipe(TrainRecipe, recipe, set_ or [])
+        summary = run_training(
+            parsed,
+            resume=resume,
+            progress=_is_interactive() if progress is None else progress,
+            command="seqtree train " + " ".join(shlex.quote(a) for a in sys.argv[2:]),
+        )
+    except (RecipeError, FileNotFoundError, FileExistsError, TokenizationError, ValueError) as error:
+        _fail(str(error))
+    typer.echo(
+        f"exported {summary.export_dir}: val {summary.val_bits_per_token:.4f} bits/token "
+        f"(unigram baseline {summary.unigram_bits_per_token:.4f}), {summary.steps} steps in {summary.seconds:.0f} s"
+    )
+
+
+@app.command(
+    epilog="Example: seqtree sample protein-tiny --num 8 --length 60 --sampler first_hitting --seed 1",
+)
+def sample(
+    model: Annotated[str, typer.Argument(help="shipped checkpoint name, local folder or hub id")],
+    num: Annotated[int, typer.Option(min=1, help="number of sequences")] = 8,
+    length: Annotated[
+        int | None, typer.Option(min=1, help="free tokens to generate (default: the model's length)")
+    ] = None,
+    prompt: Annotated[str, typer.Option(help="fixed prefix")] = "",
+    scaffold: Annotated[str | None, typer.Option(help="template with _ at free positions")] = None,
+    sampler: Annotated[str, typer.Option(help="ancestral, first_hitting or confidence")] = "ancestral",
+    steps: Annotated[int, typer.Option(min=1, help="reverse steps (ancestral, confidence)")] = 64,
+    temperature: Annotated[float, typer.Option(min=0.0)] = 1.0,
+    top_k: Annotated[int | None, typer.Option(min=1)] = None,
+    top_p: Annotated[float | None, typer.Option(min=0.0, max=1.0)] = None,
+    seed: int = 0,
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+) -> None:
+    """Sample sequences from a model, one per line (FASTA-style header with the model log-probability)."""
+    import torch
+
+    from seqtree.generate import initial_tokens, sample_sequences
+    from seqtree.models.loading import load_model
+    from seqtree.models.tokenizers import TokenizationError
+    from seqtree.samplers import SAMPLERS
+
+    if sampler not in SAMPLERS:
+        _fail(f"--sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
+    try:
+        loaded = load_model(model)
+        row = loaded.max_length
+        if scaffold is None and length is None:
+            length = (row or 64) - len(loaded.tokenizer.encode(prompt))
+        root = initial_tokens(
+            loaded.tokenizer,
+            length=length if scaffold is None else None,
+            prompt=prompt,
+            scaffold=scaffold,
+            row_length=row,
+        )
+    except (FileNotFoundError, TokenizationError, ValueError) as error:
+        _fail(str(error))
+    options = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
+    if sampler != "first_hitting":
+        options["num_steps"] = steps
+    generator = torch.Generator().manual_seed(seed)
+    result = sample_sequences(loaded, root, num, sampler=sampler, generator=generator, batch_size=batch_size, **options)
+    for index, (sequence, log_prob) in enumerate(zip(result.sequences, result.output.log_prob_model.tolist())):
+        typer.echo(f">sample{index} log_prob={log_prob:.3f}")
+        typer.echo(sequence)
+    typer.echo(f"# {num} samples, {result.output.nfe} NFE", err=True)
+
+
+@models_app.command("list")
+def models_list(
+    card: Annotated[str | None, typer.Option(help="print the full model card of this checkpoint")] = None,
+) -> None:
+    """List the checkpoints shipped with seqtree (name, domain, size, validation bits per token)."""
+    import json
+
+    from seqtree.models.loading import read_model_card, shipped_checkpoints
+
+    nan = float("nan")
+    shipped = shipped_checkpoints()
+    if card is not None:
+        if card not in shipped:
+            _fail(f"no shipped checkpoint {card!r}; shipped: {', '.join(shipped) or 'none'}")
+        typer.echo(read_model_card(shipped[card]))
+        return
+    typer.echo(f"{'name':<16} {'domain':<8} {'params':>10} {'val bits/token':>15} {'unigram':>8}  path")
+    for name, path in shipped.items():
+        facts_file = path / "training_facts.json"
+        facts = json.loads(facts_file.read_text()) if facts_file.is_file() else {}
+        typer.echo(
+            f"{name:<16} {facts.get('domain', '?'):<8} {facts.get('parameters', 0):>10,} "
+            f"{facts.get('val_bits_per_token', nan):>15.4f} {facts.get('unigram_bits_per_token', nan):>8.4f}"
+            f"  {path}"
+        )
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

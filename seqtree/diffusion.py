@@ -1,0 +1,244 @@
+"""Masked (absorbing) discrete diffusion: forward masking, the SUBS output rule, the NELBO and reverse steps.
+
+Notation follows MDLM (Sahoo et al., "Simple and Effective Masked Diffusion Language Models", NeurIPS 2024) and
+MD4 (Shi et al., "Simplified and Generalized Masked Diffusion for Discrete Data", NeurIPS 2024):
+
+- forward process q(x_t | x_0) = prod_i Cat(x_t^i; alpha_t x_0^i + (1 - alpha_t) m)           (MDLM Eq. 2)
+- SUBS parameterisation: the denoiser's clean-token distribution gives the mask zero mass, and an unmasked token
+  is copied through unchanged                                                                   (MDLM Sec. 3.2.3)
+- continuous-time NELBO  E_t [ alpha'_t / (1 - alpha_t) sum_{i: x_t^i = m} log p_theta(x_0^i | x_t) ]
+                                                                                  (MDLM Eq. 10, MD4 Eq. 5)
+- reverse step t -> s < t for a masked position:
+  q(x_s = m | x_t = m) = (1 - alpha_s) / (1 - alpha_t),
+  q(x_s = v | x_t = m) = (alpha_s - alpha_t) / (1 - alpha_t) * p_theta(x_0 = v | x_t)                 (MDLM Eq. 7)
+
+Positions that are unmasked at the start of sampling (a prompt prefix, a scaffold, padding) are fixed: the
+absorbing process never changes an unmasked token, and the SUBS rule copies it through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from seqtree.schedules import LogLinearSchedule, NoiseSchedule
+
+
+class Denoiser(Protocol):
+    """Any network mapping partially masked tokens and times to logits over clean tokens.
+
+    tokens: Long[B, L], t: Float[B] -> logits: Float[B, L, V]. Time-independent denoisers ignore ``t``.
+    """
+
+    def __call__(self, tokens: Tensor, t: Tensor) -> Tensor: ...
+
+
+@dataclass(frozen=True)
+class NelboOutput:
+    nats: Tensor  # [B] NELBO of each sequence in nats (an upper bound on -log p(x_0))
+    num_tokens: Tensor  # [B] tokens that could be masked (the denominator of bits per token)
+    t: Tensor  # [B] the diffusion times drawn
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    tokens: Tensor  # [B, L] x_s
+    log_prob: Tensor  # [B] log-probability of the tokens chosen, under the distribution sampled from
+    log_prob_model: Tensor  # [B] log-probability of the same tokens under the untempered, untruncated model
+    num_unmasked: Tensor  # [B] positions unmasked by this step
+
+
+def filter_log_probs(
+    log_probs: Tensor, *, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None
+) -> Tensor:
+    """Temperature, then top-k, then nucleus (top-p) truncation, renormalised. log_probs: [..., V].
+
+    temperature 0 is greedy: all mass on the argmax.
+    """
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if temperature == 0:
+        greedy = torch.full_like(log_probs, float("-inf"))
+        return greedy.scatter(-1, log_probs.argmax(-1, keepdim=True), 0.0)
+    scores = log_probs / temperature if temperature != 1.0 else log_probs
+    if top_k is not None:
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        k = min(top_k, scores.shape[-1])
+        kth = scores.topk(k, dim=-1).values[..., -1:]
+        scores = scores.masked_fill(scores < kth, float("-inf"))
+    if top_p is not None:
+        if not 0.0 < top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        sorted_scores, order = scores.sort(dim=-1, descending=True)
+        cumulative = sorted_scores.softmax(-1).cumsum(-1)
+        # Drop a token when the mass before it already reaches top_p; the most likely token always stays.
+        drop_sorted = (cumulative - sorted_scores.softmax(-1)) >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        scores = scores.masked_fill(drop, float("-inf"))
+    return scores.log_softmax(-1)
+
+
+def sample_categorical(log_probs: Tensor, generator: torch.Generator | None) -> Tensor:
+    """One draw per row of log_probs [N, V] -> Long[N], through ``generator``."""
+    if log_probs.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.long, device=log_probs.device)
+    probs = log_probs.float().exp()
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+class MaskedDiffusion:
+    """The absorbing-state diffusion process for one vocabulary.
+
+    ``forbidden_ids`` are ids the denoiser may never produce at a masked position (the mask itself, padding and
+    other special tokens); the SUBS rule gives them zero probability.
+    """
+
+    def __init__(
+        self,
+        *,
+        mask_id: int,
+        vocab_size: int,
+        forbidden_ids: Iterable[int] = (),
+        schedule: NoiseSchedule | None = None,
+    ) -> None:
+        if not 0 <= mask_id < vocab_size:
+            raise ValueError(f"mask_id {mask_id} is outside the vocabulary of size {vocab_size}")
+        self.mask_id = mask_id
+        self.vocab_size = vocab_size
+        self.schedule = schedule or LogLinearSchedule()
+        forbidden = torch.zeros(vocab_size, dtype=torch.bool)
+        forbidden[mask_id] = True
+        for token in forbidden_ids:
+            forbidden[token] = True
+        self.forbidden = forbidden  # [V]
+
+    @classmethod
+    def for_tokenizer(cls, tokenizer, schedule: NoiseSchedule | None = None, vocab_size: int | None = None):
+        """The process of a tokenizer. ``vocab_size`` may exceed the tokenizer's (padded embedding tables);
+        ids beyond the tokenizer are forbidden like special ids, so they are never sampled."""
+        vocab_size = vocab_size or tokenizer.vocab_size
+        unused = range(tokenizer.vocab_size, vocab_size)
+        return cls(
+            mask_id=tokenizer.mask_id,
+            vocab_size=vocab_size,
+            forbidden_ids=[*tokenizer.special_ids, *unused],
+            schedule=schedule,
+        )
+
+    # ----------------------------------------------------------------------------------------------- forward
+    def forward_mask(
+        self, x0: Tensor, t: Tensor, generator: torch.Generator | None = None, maskable: Tensor | None = None
+    ) -> Tensor:
+        """Draw x_t ~ q(x_t | x_0): each maskable token is masked with probability 1 - alpha(t). x0: [B, L], t: [B]."""
+        p_mask = (1.0 - self.schedule.alpha(t)).unsqueeze(-1)  # [B, 1]
+        draw = torch.rand(x0.shape, generator=generator, device=x0.device)
+        masked = draw < p_mask
+        if maskable is not None:
+            masked &= maskable
+        return x0.masked_fill(masked, self.mask_id)
+
+    def subs_log_probs(self, logits: Tensor, x_t: Tensor) -> Tensor:
+        """SUBS output rule: log p_theta(x_0 | x_t) with forbidden ids at -inf and unmasked tokens copied through.
+
+        logits: [B, L, V'] with V' >= V (extra columns are dropped); x_t: [B, L] -> [B, L, V] float32.
+        """
+        logits = logits[..., : self.vocab_size].float()
+        logits = logits.masked_fill(self.forbidden.to(logits.device), float("-inf"))
+        log_probs = logits.log_softmax(-1)
+        unmasked = (x_t != self.mask_id).unsqueeze(-1)
+        copied = torch.full_like(log_probs, float("-inf")).scatter(-1, x_t.unsqueeze(-1), 0.0)
+        return torch.where(unmasked, copied, log_probs)
+
+    def denoise(self, denoiser: Denoiser, x_t: Tensor, t: Tensor) -> Tensor:
+        """One denoiser call followed by the SUBS rule: log p_theta(x_0 | x_t), [B, L, V]. Costs B NFE."""
+        return self.subs_log_probs(denoiser(x_t, t), x_t)
+
+    # ------------------------------------------------------------------------------------------------- NELBO
+    def sample_times(self, batch: int, generator: torch.Generator | None, device=None) -> Tensor:
+        """Low-discrepancy (antithetic) times in (0, 1]: a shared uniform offset plus a stratified grid (MDLM)."""
+        offset = torch.rand((), generator=generator, device=device)
+        grid = torch.arange(batch, device=device, dtype=torch.float32) / batch
+        return 1.0 - torch.remainder(offset + grid, 1.0)
+
+    def nelbo(
+        self,
+        denoiser: Denoiser,
+        x0: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        maskable: Tensor | None = None,
+        t: Tensor | None = None,
+    ) -> NelboOutput:
+        """One-sample Monte Carlo estimate of the continuous-time NELBO of each sequence (MDLM Eq. 10).
+
+        ``maskable`` [B, L] excludes positions (padding, a fixed prompt) from masking and from the token count.
+        """
+        if t is None:
+            t = self.sample_times(x0.shape[0], generator, x0.device)
+        if maskable is None:
+            maskable = torch.ones_like(x0, dtype=torch.bool)
+        x_t = self.forward_mask(x0, t, generator, maskable)
+        log_probs = self.denoise(denoiser, x_t, t)
+        token_log_probs = log_probs.gather(-1, x0.unsqueeze(-1)).squeeze(-1)  # [B, L]
+        masked = x_t == self.mask_id
+        cross_entropy = -(token_log_probs.masked_fill(~masked, 0.0)).sum(-1)  # [B]
+        nats = self.schedule.nelbo_weight(t) * cross_entropy
+        return NelboOutput(nats=nats, num_tokens=maskable.sum(-1), t=t)
+
+    # ------------------------------------------------------------------------------------------------ reverse
+    def reverse_step(
+        self,
+        log_probs: Tensor,
+        x_t: Tensor,
+        t: Tensor,
+        s: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+    ) -> StepOutput:
+        """Draw x_s ~ p_theta(x_s | x_t) for s < t (MDLM Eq. 7), given log p_theta(x_0 | x_t) [B, L, V].
+
+        Each masked position unmasks with probability (alpha_s - alpha_t) / (1 - alpha_t) and then takes a token
+        from the (optionally tempered / truncated) clean-token distribution. At s = 0 every position unmasks.
+        """
+        alpha_t, alpha_s = self.schedule.alpha(t), self.schedule.alpha(s)
+        p_unmask = ((alpha_s - alpha_t) / (1.0 - alpha_t).clamp_min(1e-12)).clamp(0.0, 1.0)
+        p_unmask = torch.where(s <= 0, torch.ones_like(p_unmask), p_unmask)
+        masked = x_t == self.mask_id
+        draw = torch.rand(x_t.shape, generator=generator, device=x_t.device)
+        unmask = masked & (draw < p_unmask.unsqueeze(-1))
+        return self.unmask_positions(
+            log_probs, x_t, unmask, generator=generator, temperature=temperature, top_k=top_k, top_p=top_p
+        )
+
+    def unmask_positions(
+        self,
+        log_probs: Tensor,
+        x_t: Tensor,
+        unmask: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+    ) -> StepOutput:
+        """Fill the positions in ``unmask`` [B, L] with tokens drawn from log_probs; everything else stays."""
+        selected_model = log_probs[unmask]  # [N, V]
+        selected = filter_log_probs(selected_model, temperature=temperature, top_k=top_k, top_p=top_p)
+        tokens = sample_categorical(selected, generator)
+        x_s = x_t.clone()
+        x_s[unmask] = tokens
+        chosen = selected.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+        chosen_model = selected_model.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+        rows = unmask.nonzero()[:, 0]
+        batch = x_t.shape[0]
+        log_prob = torch.zeros(batch, device=x_t.device).index_add(0, rows, chosen)
+        log_prob_model = torch.zeros(batch, device=x_t.device).index_add(0, rows, chosen_model)
+        return StepOutput(x_s, log_prob, log_prob_model, unmask.sum(-1))

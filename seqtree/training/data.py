@@ -1,0 +1,155 @@
+"""Training data: read sequence files, tokenise, pad, and serve batches (a ``LightningDataModule``).
+
+Formats by file extension: FASTA (``.fasta``, ``.fa``, ``.faa``, ``.fna``; read with Biopython ``SeqIO``), one
+sequence per line (``.smi``, ``.txt``, ``.seq``; blank lines skipped; for ``.smi`` the first whitespace-separated
+field). A sequence longer than ``max_length`` is cropped to a random window each time it is drawn in training and
+to its first window in validation; shorter ones are right-padded. Padding is never masked and never scored.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from seqtree.models.tokenizers import TokenizationError, Tokenizer
+
+FASTA_SUFFIXES = {".fasta", ".fa", ".faa", ".fna"}
+LINE_SUFFIXES = {".smi", ".txt", ".seq"}
+
+
+def read_sequences(path: str | Path) -> list[str]:
+    """All sequences in a FASTA or one-per-line file; an unknown extension or an empty file is an error."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"training data file {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix in FASTA_SUFFIXES:
+        from Bio import SeqIO
+
+        sequences = [str(record.seq) for record in SeqIO.parse(str(path), "fasta")]
+    elif suffix in LINE_SUFFIXES:
+        lines = (line.strip() for line in path.read_text().splitlines())
+        sequences = [line.split()[0] if suffix == ".smi" else line for line in lines if line]
+    else:
+        known = sorted(FASTA_SUFFIXES | LINE_SUFFIXES)
+        raise ValueError(f"{path}: unknown sequence file type {suffix!r}; use one of {known}")
+    if not sequences:
+        raise ValueError(f"{path}: no sequences found")
+    return sequences
+
+
+def tokenize_all(tokenizer: Tokenizer, sequences: list[str], source: str) -> list[list[int]]:
+    """Token ids of every sequence; an untokenisable one is an error naming the file and record number."""
+    encoded = []
+    for index, sequence in enumerate(sequences):
+        try:
+            encoded.append(tokenizer.encode(sequence))
+        except TokenizationError as error:
+            raise TokenizationError(f"{source}, record {index + 1}: {error}") from None
+    return encoded
+
+
+class TokenDataset(Dataset):
+    """Tokenised sequences served as fixed-length rows of ``max_length`` (cropped or padded)."""
+
+    def __init__(self, encoded: list[list[int]], max_length: int, pad_id: int, *, random_crop: bool) -> None:
+        self.encoded = [ids for ids in encoded if ids]
+        self.max_length = max_length
+        self.pad_id = pad_id
+        self.random_crop = random_crop
+
+    def __len__(self) -> int:
+        return len(self.encoded)
+
+    def __getitem__(self, index: int) -> Tensor:
+        ids = self.encoded[index]
+        if len(ids) > self.max_length:
+            start = int(torch.randint(0, len(ids) - self.max_length + 1, ())) if self.random_crop else 0
+            ids = ids[start : start + self.max_length]
+        row = torch.full((self.max_length,), self.pad_id, dtype=torch.long)
+        row[: len(ids)] = torch.tensor(ids, dtype=torch.long)
+        return row
+
+
+@dataclass(frozen=True)
+class UnigramBaseline:
+    bits_per_token: float  # cross-entropy of validation tokens under training unigram frequencies (add-one)
+    num_val_tokens: int
+
+
+def unigram_baseline(train: list[list[int]], val: list[list[int]], content_ids: list[int]) -> UnigramBaseline:
+    """The bits per token a model that ignores context would reach: the floor a denoiser must beat."""
+    counts = torch.ones(max(content_ids) + 1, dtype=torch.float64)  # add-one smoothing
+    for ids in train:
+        counts += torch.bincount(torch.tensor(ids, dtype=torch.long), minlength=counts.numel()).double()
+    keep = torch.zeros_like(counts, dtype=torch.bool)
+    keep[content_ids] = True
+    probs = torch.where(keep, counts, torch.zeros_like(counts))
+    probs = probs / probs.sum()
+    val_ids = torch.tensor([i for ids in val for i in ids], dtype=torch.long)
+    bits = float(-(probs[val_ids].log2()).mean())
+    return UnigramBaseline(bits, int(val_ids.numel()))
+
+
+class SequenceDataModule(L.LightningDataModule):
+    """Train / validation files -> batches of Long[B, max_length] padded with ``tokenizer.pad_id``."""
+
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        train_path: str | Path,
+        val_path: str | Path,
+        *,
+        max_length: int = 128,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        max_train_sequences: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.train_path, self.val_path = Path(train_path), Path(val_path)
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.max_train_sequences = max_train_sequences
+        self.train_encoded: list[list[int]] = []
+        self.val_encoded: list[list[int]] = []
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_encoded:
+            return
+        train = read_sequences(self.train_path)
+        if self.max_train_sequences is not None:
+            train = train[: self.max_train_sequences]
+        self.train_encoded = tokenize_all(self.tokenizer, train, str(self.train_path))
+        self.val_encoded = tokenize_all(self.tokenizer, read_sequences(self.val_path), str(self.val_path))
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = TokenDataset(self.train_encoded, self.max_length, self.tokenizer.pad_id, random_crop=True)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=len(dataset) > self.batch_size,
+            num_workers=self.num_workers,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        dataset = TokenDataset(self.val_encoded, self.max_length, self.tokenizer.pad_id, random_crop=False)
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers)
+
+    def baseline(self) -> UnigramBaseline:
+        """Unigram baseline on the same (cropped) validation windows the model is scored on."""
+        self.setup()
+        val = [ids[: self.max_length] for ids in self.val_encoded]
+        return unigram_baseline(self.train_encoded, val, self.tokenizer.content_ids)
+
+    def steps_per_epoch(self) -> int:
+        self.setup()
+        return max(1, math.floor(len(self.train_encoded) / self.batch_size))
