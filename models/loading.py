@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel
 from transformers.utils import logging as transformers_logging
@@ -51,6 +52,14 @@ class LoadedModel:
     source: str  # what was asked for
     max_length: int | None  # longest sequence the backbone accepts (None: no limit known)
     domain: str | None  # dna, protein, smiles, text, or None when unknown
+    length_counts: list[int] | None = None  # counts[n]: training sequences of n tokens (seqtree checkpoints)
+
+    def sample_lengths(self, num: int, generator: torch.Generator | None = None) -> list[int]:
+        """Design lengths drawn from the training length distribution (the full row when it is unknown)."""
+        if not self.length_counts or sum(self.length_counts) == 0:
+            return [self.max_length or 64] * num
+        weights = torch.tensor(self.length_counts, dtype=torch.float)
+        return torch.multinomial(weights, num, replacement=True, generator=generator).tolist()
 
 
 def shipped_checkpoints() -> dict[str, Path]:
@@ -98,6 +107,7 @@ def load_model(name_or_path: str | Path, *, trust_remote_code: bool = False, dev
         schedule = make_schedule(getattr(config, "noise_schedule", "loglinear"), getattr(config, "noise_eps", 1e-3))
         max_length = getattr(config, "max_positions", None)
         domain = getattr(config, "domain", None)
+        length_counts = getattr(config, "length_counts", None)
     else:
         tokenizer = HFTokenizer(str(location), trust_remote_code=trust_remote_code)
         denoiser = HFMaskedLMDenoiser.from_pretrained(
@@ -106,7 +116,8 @@ def load_model(name_or_path: str | Path, *, trust_remote_code: bool = False, dev
         schedule = make_schedule("loglinear")
         max_length = getattr(denoiser.config, "max_position_embeddings", None)
         domain = None
+        length_counts = None
     vocab_size = max(tokenizer.vocab_size, int(denoiser.config.vocab_size))
     diffusion = MaskedDiffusion.for_tokenizer(tokenizer, schedule=schedule, vocab_size=vocab_size)
     denoiser.to(device).eval()
-    return LoadedModel(denoiser, tokenizer, diffusion, str(name_or_path), max_length, domain)
+    return LoadedModel(denoiser, tokenizer, diffusion, str(name_or_path), max_length, domain, length_counts)

@@ -22,6 +22,8 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="Shipped checkpoints and their model cards.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+oracles_app = typer.Typer(help="Registered oracles (reward functions) and their parameters.", no_args_is_help=True)
+app.add_typer(oracles_app, name="oracles")
 
 BAD_INPUT = 2
 FAILURE = 1
@@ -74,7 +76,7 @@ def sample(
     model: Annotated[str, typer.Argument(help="shipped checkpoint name, local folder or hub id")],
     num: Annotated[int, typer.Option(min=1, help="number of sequences")] = 8,
     length: Annotated[
-        int | None, typer.Option(min=1, help="free tokens to generate (default: the model's length)")
+        int | None, typer.Option(min=1, help="free tokens to generate (default: drawn from the training lengths)")
     ] = None,
     prompt: Annotated[str, typer.Option(help="fixed prefix")] = "",
     scaffold: Annotated[str | None, typer.Option(help="template with _ at free positions")] = None,
@@ -89,36 +91,123 @@ def sample(
     """Sample sequences from a model, one per line (FASTA-style header with the model log-probability)."""
     import torch
 
-    from seqtree.generate import initial_tokens, sample_sequences
+    from seqtree.generate import initial_tokens, roots_of_lengths, sample_sequences
     from seqtree.models.loading import load_model
     from seqtree.models.tokenizers import TokenizationError
     from seqtree.samplers import SAMPLERS
 
     if sampler not in SAMPLERS:
         _fail(f"--sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
+    generator = torch.Generator().manual_seed(seed)
     try:
         loaded = load_model(model)
         row = loaded.max_length
-        if scaffold is None and length is None:
-            length = (row or 64) - len(loaded.tokenizer.encode(prompt))
-        root = initial_tokens(
-            loaded.tokenizer,
-            length=length if scaffold is None else None,
-            prompt=prompt,
-            scaffold=scaffold,
-            row_length=row,
-        )
+        if scaffold is not None:
+            root = initial_tokens(loaded.tokenizer, scaffold=scaffold, row_length=row)
+        elif length is not None:
+            root = initial_tokens(loaded.tokenizer, prompt=prompt, length=length, row_length=row)
+        else:  # lengths from the training data, less the prompt
+            used = len(loaded.tokenizer.encode(prompt))
+            lengths = [max(1, n - used) for n in loaded.sample_lengths(num, generator)]
+            root = roots_of_lengths(loaded.tokenizer, lengths, prompt, row)
     except (FileNotFoundError, TokenizationError, ValueError) as error:
         _fail(str(error))
     options = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
     if sampler != "first_hitting":
         options["num_steps"] = steps
-    generator = torch.Generator().manual_seed(seed)
     result = sample_sequences(loaded, root, num, sampler=sampler, generator=generator, batch_size=batch_size, **options)
     for index, (sequence, log_prob) in enumerate(zip(result.sequences, result.output.log_prob_model.tolist())):
         typer.echo(f">sample{index} log_prob={log_prob:.3f}")
         typer.echo(sequence)
     typer.echo(f"# {num} samples, {result.output.nfe} NFE", err=True)
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  seqtree design recipes/protein.yaml\n\n"
+        "  seqtree design recipes/protein.yaml --set search.algorithm=dts --set budget.nfe=4000 --out runs/p2\n\n"
+        "  seqtree design --resume runs/protein"
+    ),
+)
+def design(
+    recipe: Annotated[Path | None, typer.Argument(help="design recipe YAML (omit with --resume)")] = None,
+    out: Annotated[Path | None, typer.Option(help="run directory (default: output.dir or runs/<name>)")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a field: key.sub=value")] = None,
+    resume: Annotated[Path | None, typer.Option(help="continue the run in this directory")] = None,
+    progress: Annotated[bool | None, typer.Option(help="progress bar (default: only on a terminal)")] = None,
+) -> None:
+    """Search for high-reward sequences as a recipe says; write designs, curve, plots and a summary."""
+    from seqtree.design import load_run_recipe, run_design, stop_on_signals, StopFlag
+    from seqtree.models.tokenizers import TokenizationError
+    from seqtree.recipe import load_design_recipe, validate_design_recipe
+
+    try:
+        if resume is not None:
+            if recipe is not None:
+                _fail("give either a recipe or --resume RUN_DIR, not both")
+            parsed = load_run_recipe(resume)
+            if set_:
+                from seqtree.config import apply_overrides
+
+                parsed = validate_design_recipe(apply_overrides(parsed.model_dump(mode="json"), set_), str(resume))
+            out = resume
+        elif recipe is None:
+            _fail("give a recipe, e.g. seqtree design recipes/protein.yaml")
+        else:
+            parsed = load_design_recipe(recipe, set_ or [])
+        with stop_on_signals(StopFlag()) as flag:
+            run = run_design(
+                parsed, out=out, resume=resume is not None,
+                progress=_is_interactive() if progress is None else progress, stop=flag,
+                log=lambda line: typer.echo(line, err=True),
+            )  # fmt: skip
+    except (RecipeError, FileNotFoundError, FileExistsError, TokenizationError, ValueError) as error:
+        _fail(str(error))
+    summary = run.summary
+    typer.echo(
+        f"{run.run_dir}: best reward {summary['best_reward']:.4g}, {summary['nfe']} NFE, "
+        f"{summary['oracle_calls']} oracle calls, {summary['seconds']:.1f} s ({summary['stop_reason']})"
+    )
+    if summary["interrupted"]:
+        typer.echo(f"interrupted: partial results written; continue with seqtree design --resume {run.run_dir}")
+        raise typer.Exit(130)
+
+
+@app.command(epilog="Example: seqtree validate recipes/dna.yaml --set budget.nfe=100")
+def validate(
+    recipe: Annotated[Path, typer.Argument(help="design recipe YAML")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a field: key.sub=value")] = None,
+) -> None:
+    """Parse and check a design recipe (fields, oracle, model location, lengths) without running it."""
+    from seqtree.recipe import check_design_recipe, load_design_recipe
+
+    try:
+        parsed = load_design_recipe(recipe, set_ or [])
+        notes = check_design_recipe(parsed)
+    except (RecipeError, FileNotFoundError, ValueError) as error:
+        _fail(str(error))
+    typer.echo(f"{recipe}: valid ({parsed.search.algorithm}, oracle {notes['oracle']}, model {notes['model']})")
+
+
+@oracles_app.command("list")
+def oracles_list(
+    name: Annotated[str | None, typer.Argument(help="show one oracle's parameters")] = None,
+) -> None:
+    """Registered oracles: name, family, description and parameters."""
+    from seqtree.oracles import available_oracles
+
+    infos = available_oracles()
+    if name is not None:
+        infos = [i for i in infos if i.name == name]
+        if not infos:
+            _fail(f"no oracle named {name!r}; see seqtree oracles list")
+    for info in infos:
+        needs = f" (needs {info.requires})" if info.requires else ""
+        typer.echo(f"{info.name:<22} [{info.family}, {info.domain}] {info.description}{needs}")
+        for param in info.parameters:
+            default = "required" if param.required else f"default {param.default!r}"
+            typer.echo(f"    {param.name}: {param.type} ({default})")
 
 
 @models_app.command("list")

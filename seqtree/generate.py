@@ -51,6 +51,12 @@ def initial_tokens(
     return torch.tensor(ids, dtype=torch.long)
 
 
+def roots_of_lengths(tokenizer: Tokenizer, lengths: list[int], prompt: str, row_length: int | None) -> Tensor:
+    """One root row per length: the prompt, then that many masks, then padding to the common row length."""
+    row_length = row_length or len(tokenizer.encode(prompt)) + max(lengths)
+    return torch.stack([initial_tokens(tokenizer, prompt=prompt, length=n, row_length=row_length) for n in lengths])
+
+
 @dataclass(frozen=True)
 class Samples:
     sequences: list[str]
@@ -68,14 +74,18 @@ def sample_sequences(
     batch_size: int = 64,
     **options,
 ) -> Samples:
-    """Draw ``num_samples`` completions of ``root`` [L] in batches; returns decoded strings and the raw output."""
+    """Draw ``num_samples`` completions of ``root`` in batches; returns decoded strings and the raw output.
+
+    ``root`` is one row Long[L] shared by all samples, or Long[num_samples, L] with one row each (e.g. lengths).
+    """
     sample = get_sampler(sampler)
+    roots = root.expand(num_samples, -1) if root.dim() == 1 else root
+    if roots.shape[0] != num_samples:
+        raise ValueError(f"root has {roots.shape[0]} rows for {num_samples} samples")
     outputs = []
     for start in range(0, num_samples, batch_size):
-        rows = min(batch_size, num_samples - start)
-        outputs.append(
-            sample(model.denoiser, model.diffusion, root.expand(rows, -1).clone(), generator=generator, **options)
-        )
+        batch = roots[start : start + batch_size].clone()
+        outputs.append(sample(model.denoiser, model.diffusion, batch, generator=generator, **options))
     tokens = torch.cat([o.tokens for o in outputs])
     merged = SampleOutput(
         tokens=tokens,

@@ -1,0 +1,259 @@
+"""``seqtree design``: run a design recipe end to end and write its run directory.
+
+Build (model, oracle, search problem) from a validated recipe, run the search with a progress bar, and write the
+run directory (:mod:`seqtree.rundir`). Ctrl-C or SIGTERM asks the search to stop at its next step; the partial
+results and the search state are written as usual and the summary says ``"interrupted": true``. ``--resume`` reads
+the run directory's resolved recipe and search state and continues to the recipe's budget: tree algorithms that keep
+their state (DTS, DTS*) continue their saved tree and generator exactly; the others are re-run from the seed, which
+reproduces the same designs (same seed, same result).
+"""
+
+from __future__ import annotations
+
+import platform
+import signal
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from seqtree import rundir
+from seqtree.recipe import DesignRecipe, validate_design_recipe
+
+INTERRUPTED = "interrupted"
+
+
+class TimedOracle:
+    """Wraps an oracle to measure the wall time spent scoring (for the denoiser / oracle / engine split)."""
+
+    def __init__(self, oracle) -> None:
+        self.oracle = oracle
+        self.seconds = 0.0
+        self.num_objectives = getattr(oracle, "num_objectives", 1)
+        self.objective_names = list(getattr(oracle, "objective_names", []) or [])
+
+    def __call__(self, sequences: list[str]) -> torch.Tensor:
+        started = time.perf_counter()
+        try:
+            return self.oracle(sequences)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+
+@dataclass
+class StopFlag:
+    """Set by a signal handler; the search observer reads it and stops the search at its next step."""
+
+    requested: bool = False
+    signal_name: str | None = None
+
+
+@contextmanager
+def stop_on_signals(flag: StopFlag):
+    """SIGINT / SIGTERM set ``flag`` instead of killing the process; a second SIGINT interrupts for real."""
+
+    def handler(signum, frame):
+        if flag.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        flag.requested = True
+        flag.signal_name = signal.Signals(signum).name
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+@dataclass
+class DesignRun:
+    recipe: DesignRecipe
+    run_dir: Path
+    result: Any = None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def resolved_run_dir(recipe: DesignRecipe, out: Path | None) -> Path:
+    return Path(out or recipe.output.dir or Path("runs") / recipe.name)
+
+
+def build_root(recipe: DesignRecipe, model) -> torch.Tensor:
+    from seqtree.generate import initial_tokens
+
+    design = recipe.design
+    return initial_tokens(
+        model.tokenizer,
+        length=design.length if design.scaffold is None else None,
+        prompt=design.prompt,
+        scaffold=design.scaffold,
+        row_length=model.max_length,
+    )
+
+
+def supports_state(recipe: DesignRecipe) -> bool:
+    """Whether the algorithm can save its search state and continue it exactly (a tree with its generator)."""
+    return {"save_to", "resume_from"} <= set(recipe.search_params().model_fields)
+
+
+def run_design(
+    recipe: DesignRecipe,
+    *,
+    out: Path | None = None,
+    resume: bool = False,
+    progress: bool = False,
+    stop: StopFlag | None = None,
+    log=None,
+) -> DesignRun:
+    """Run the recipe and write the run directory; returns the run (result and summary)."""
+    from seqtree.models.loading import load_model
+    from seqtree.oracles import build_oracle_from_spec
+    from seqtree.search import Budget, SearchProblem, run_search
+
+    run_dir = resolved_run_dir(recipe, out)
+    stop = stop or StopFlag()
+    state_file = run_dir / rundir.SEARCH_STATE
+    if not resume and (run_dir / rundir.SUMMARY).exists():
+        raise FileExistsError(f"{run_dir} holds an earlier run; use --resume {run_dir} or choose another --out")
+    resolved = recipe.model_dump(mode="json")
+    rundir.write_atomic(run_dir / rundir.RECIPE, yaml.safe_dump(resolved, sort_keys=False))
+
+    model = load_model(recipe.model.name, trust_remote_code=recipe.model.trust_remote_code)
+    oracle = TimedOracle(build_oracle_from_spec(recipe.oracle_spec()))
+    root = build_root(recipe, model)
+    params = recipe.search.params()
+    if supports_state(recipe):
+        params["save_to"] = str(state_file)
+        if resume and state_file.exists():
+            params["resume_from"] = str(state_file)
+    bar = _ProgressBar(recipe, enabled=progress)
+
+    def observe(point) -> bool:
+        bar.update(point)
+        return stop.requested
+
+    problem = SearchProblem(
+        denoiser=model.denoiser, diffusion=model.diffusion, tokenizer=model.tokenizer, oracle=oracle, root=root,
+        num_steps=recipe.model.num_steps, branch_every=recipe.model.branch_every,
+        temperature=recipe.model.temperature, top_k=recipe.model.top_k, top_p=recipe.model.top_p,
+        cache=recipe.model.cache, observer=observe,
+    )  # fmt: skip
+    budget = Budget(nfe=recipe.budget.nfe, oracle_calls=recipe.budget.oracle_calls, seconds=recipe.budget.seconds)
+    generator = torch.Generator().manual_seed(recipe.seed)
+    if log is not None:
+        action = "resuming" if "resume_from" in params else "searching"
+        log(f"{action}: {recipe.search.algorithm} on {recipe.model.name}, budget {budget}")
+    started = time.perf_counter()
+    with bar, torch.no_grad():
+        result = run_search(recipe.search.algorithm, problem, budget, generator=generator, **params)
+    seconds = time.perf_counter() - started
+
+    run = DesignRun(recipe, run_dir, result)
+    write_outputs(run, model, oracle, seconds, stop)
+    if not recipe.output.save_tree and not stop.requested and state_file.exists():
+        state_file.unlink()  # a finished run keeps its tree only when asked
+    return run
+
+
+def write_outputs(run: DesignRun, model, oracle: TimedOracle, seconds: float, stop: StopFlag) -> None:
+    recipe, result, run_dir = run.recipe, run.result, run.run_dir
+    names = oracle.objective_names if len(oracle.objective_names) > 1 else []
+    prompt = recipe.design.prompt if model.domain == "text" or (model.domain is None and recipe.design.prompt) else None
+    table = rundir.designs_table(result, recipe.design.num_designs, names, prompt)
+    fasta = recipe.output.fasta if recipe.output.fasta is not None else model.domain in ("dna", "protein")
+    rundir.write_designs(run_dir, table, fasta=fasta)
+    rundir.write_curve(run_dir, result.curve_dataframe(), f"{recipe.name}: {recipe.search.algorithm}")
+    if result.designs.rewards.shape[1] > 1:
+        rundir.write_pareto(run_dir, result, oracle.objective_names)
+    run.summary = summarize(run, model, oracle, seconds, stop)
+    rundir.write_json(run_dir / rundir.SUMMARY, run.summary)
+
+
+def summarize(run: DesignRun, model, oracle: TimedOracle, seconds: float, stop: StopFlag) -> dict[str, Any]:
+    import transformers
+
+    import seqtree
+
+    result = run.result
+    denoiser_seconds = float(result.extras.get("denoiser_seconds", 0.0))
+    inner = oracle.oracle
+    failures = dict(getattr(inner, "failures", {}) or {})
+    return {
+        "name": run.recipe.name,
+        "algorithm": result.algorithm,
+        "model": run.recipe.model.name,
+        "seed": run.recipe.seed,
+        "nfe": result.nfe,
+        "oracle_calls": result.oracle_calls,
+        "seconds": round(seconds, 3),
+        "stop_reason": INTERRUPTED if stop.requested else result.stop_reason,
+        "interrupted": stop.requested,
+        "signal": stop.signal_name,
+        "iterations": result.iterations,
+        "best_reward": result.best_reward,
+        "num_designs": len(result.designs),
+        "invalid": {"count": int(sum(failures.values())), "reasons": failures},
+        "time_split": {
+            "denoiser_seconds": round(denoiser_seconds, 3),
+            "oracle_seconds": round(oracle.seconds, 3),
+            "engine_seconds": round(max(seconds - denoiser_seconds - oracle.seconds, 0.0), 3),
+        },
+        "versions": {
+            "seqtree": seqtree.__version__,
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "python": platform.python_version(),
+        },
+    }
+
+
+def load_run_recipe(run_dir: Path) -> DesignRecipe:
+    """The resolved recipe a run directory was started with (``--resume``)."""
+    path = run_dir / rundir.RECIPE
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume {run_dir}: no {rundir.RECIPE} there; is it a seqtree design run?")
+    return validate_design_recipe(yaml.safe_load(path.read_text()), str(path))
+
+
+class _ProgressBar:
+    """A rich progress bar over the tightest budget, showing NFE, oracle calls and the best reward; silent when
+    disabled (non-TTY, CI)."""
+
+    def __init__(self, recipe: DesignRecipe, *, enabled: bool) -> None:
+        self.enabled = enabled
+        budget = recipe.budget
+        if budget.nfe is not None:
+            self.key, self.total = "nfe", budget.nfe
+        elif budget.oracle_calls is not None:
+            self.key, self.total = "oracle_calls", budget.oracle_calls
+        else:
+            self.key, self.total = "seconds", budget.seconds
+        self.progress = None
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.progress = Progress(
+                TextColumn("[bold]search"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                TextColumn("NFE {task.fields[nfe]} | oracle {task.fields[oracle]} | best {task.fields[best]}"),
+                TimeElapsedColumn(), TimeRemainingColumn(), transient=False,
+            )  # fmt: skip
+            self.progress.start()
+            self.task = self.progress.add_task("search", total=self.total, nfe=0, oracle=0, best="-")
+        return self
+
+    def update(self, point) -> None:
+        if self.progress is None:
+            return
+        done = {"nfe": point.nfe, "oracle_calls": point.oracle_calls, "seconds": point.seconds}[self.key]
+        best = "-" if point.best_reward != point.best_reward else f"{point.best_reward:.4g}"
+        self.progress.update(self.task, completed=done, nfe=point.nfe, oracle=point.oracle_calls, best=best)
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.stop()

@@ -1,0 +1,191 @@
+"""The design recipe (``seqtree design recipe.yaml``): one YAML file = one experiment, validated by pydantic.
+
+Sections and their fields are documented field by field (``description=``); the README's recipe reference is
+generated from this module (``python -m seqtree.recipe``) and a test keeps the two equal. The ``oracle:`` section is
+the oracle spec of :mod:`seqtree.oracles` and ``search:`` holds ``algorithm`` plus that algorithm's own parameters
+(:data:`seqtree.search.ALGORITHMS`); both are validated here too, so every error names its field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from seqtree.config import RecipeError, apply_overrides, format_validation_error, read_yaml
+
+ALGORITHM_NAMES = ("mcts", "dts", "dts_star", "svdd", "smc", "beam", "best_of_n")
+Algorithm = Literal["mcts", "dts", "dts_star", "svdd", "smc", "beam", "best_of_n"]
+# Parameters the design run sets itself from other sections; a recipe may not set them under search:.
+RUN_OWNED_PARAMS = ("resume_from", "save_to")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSection(_Strict):
+    name: str = Field("protein-tiny", description="shipped checkpoint name, local folder, or Hugging Face hub id")
+    trust_remote_code: bool = Field(False, description="allow a hub model's own code to run (only when named)")
+    num_steps: int = Field(32, ge=1, description="reverse diffusion steps from fully masked to complete")
+    branch_every: int = Field(4, ge=1, description="steps per tree edge: the search branches every this many steps")
+    temperature: float = Field(1.0, ge=0.0, description="sampling temperature of the proposal")
+    top_k: int | None = Field(None, ge=1, description="keep the k most likely tokens")
+    top_p: float | None = Field(None, gt=0.0, le=1.0, description="nucleus sampling mass")
+    cache: bool = Field(True, description="MDLM no-change cache (skip the denoiser when nothing unmasked)")
+
+
+class DesignSection(_Strict):
+    length: int | None = Field(None, ge=1, description="free tokens to design (after the prompt)")
+    prompt: str = Field("", description="fixed prefix, e.g. MKT or a text prompt")
+    scaffold: str | None = Field(None, description="template with _ at free positions, e.g. MKT____GG__")
+    num_designs: int = Field(16, ge=1, description="designs written, best first")
+
+    @model_validator(mode="after")
+    def _length_or_scaffold(self) -> DesignSection:
+        if self.scaffold is not None:
+            if self.length is not None or self.prompt:
+                raise ValueError("give either scaffold or length (with an optional prompt), not both")
+            if "_" not in self.scaffold:
+                raise ValueError("scaffold has no free position (_)")
+        elif self.length is None:
+            raise ValueError("give length (free tokens after the prompt) or a scaffold")
+        return self
+
+
+class SearchSection(BaseModel):
+    """``algorithm`` plus that algorithm's parameters (checked against its own parameter model)."""
+
+    model_config = ConfigDict(extra="allow")
+    algorithm: Algorithm = Field("dts_star", description="one of " + ", ".join(ALGORITHM_NAMES))
+
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class BudgetSection(_Strict):
+    nfe: int | None = Field(None, ge=1, description="max denoiser rows evaluated")
+    oracle_calls: int | None = Field(None, ge=1, description="max sequences scored by the oracle")
+    seconds: float | None = Field(None, gt=0, description="wall-clock limit of the search")
+
+    @model_validator(mode="after")
+    def _bounded(self) -> BudgetSection:
+        if self.nfe is None and self.oracle_calls is None and self.seconds is None:
+            raise ValueError("set at least one of nfe, oracle_calls, seconds")
+        return self
+
+
+class OutputSection(_Strict):
+    dir: Path | None = Field(None, description="run directory (default runs/<name>); --out overrides")
+    fasta: bool | None = Field(None, description="write designs.fasta (default: for protein and DNA models)")
+    save_tree: bool = Field(False, description="keep the search tree (tree algorithms) as tree.safetensors")
+
+
+class DesignRecipe(_Strict):
+    name: str = Field(description="the experiment's name (the default run directory)")
+    model: ModelSection = Field(default_factory=ModelSection)
+    design: DesignSection
+    oracle: dict[str, Any] = Field(description="oracle spec: a registered name, a weighted sum, a pareto vector")
+    search: SearchSection = Field(default_factory=SearchSection)
+    budget: BudgetSection
+    seed: int = Field(0, description="seed of the search's torch.Generator")
+    output: OutputSection = Field(default_factory=OutputSection)
+
+    @model_validator(mode="after")
+    def _sections(self) -> DesignRecipe:
+        from seqtree.oracles import OracleSpec
+        from seqtree.search import ALGORITHMS
+
+        _validate_nested(OracleSpec, self.oracle, "oracle")
+        params = self.search.params()
+        owned = sorted(set(params) & set(RUN_OWNED_PARAMS))
+        if owned:
+            raise ValueError(f"search.{owned[0]} is set by the run (use output.save_tree and --resume)")
+        _validate_nested(ALGORITHMS[self.search.algorithm].params, params, "search")
+        return self
+
+    def search_params(self):
+        from seqtree.search import ALGORITHMS
+
+        return ALGORITHMS[self.search.algorithm].params(**self.search.params())
+
+    def oracle_spec(self):
+        from seqtree.oracles import OracleSpec
+
+        return OracleSpec.model_validate(self.oracle)
+
+
+def _validate_nested(model: type[BaseModel], data: dict[str, Any], prefix: str) -> None:
+    """Validate a nested section with its own model; errors become one ValueError naming ``prefix.field``."""
+    try:
+        model.model_validate(data)
+    except ValidationError as error:
+        raise ValueError(format_validation_error(error, prefix).replace(f"{prefix}: ", f"{prefix}.", 1)) from None
+
+
+def load_design_recipe(path: str | Path, overrides: list[str] | None = None) -> DesignRecipe:
+    """Read (with includes), apply ``--set`` overrides, validate; any problem is a one-line :class:`RecipeError`."""
+    data = apply_overrides(read_yaml(path), overrides or [])
+    return validate_design_recipe(data, str(path))
+
+
+def validate_design_recipe(data: dict[str, Any], source: str) -> DesignRecipe:
+    try:
+        return DesignRecipe.model_validate(data)
+    except ValidationError as error:
+        message = format_validation_error(error, source)
+        # A nested section's own message already names its field ("oracle.x" / "search.x"): drop the wrapper.
+        message = message.replace("Value error, ", "")
+        raise RecipeError(message) from None
+
+
+def check_design_recipe(recipe: DesignRecipe) -> dict[str, str]:
+    """Checks beyond the schema, without running: the oracle builds, the model is found, the design fits it."""
+    import json
+
+    from seqtree.models.loading import resolve_checkpoint
+    from seqtree.oracles import build_oracle_from_spec
+
+    oracle = build_oracle_from_spec(recipe.oracle_spec())
+    location = resolve_checkpoint(recipe.model.name)
+    if isinstance(location, Path):
+        config = json.loads((location / "config.json").read_text())
+        limit = config.get("max_positions") or config.get("max_position_embeddings")
+        design = recipe.design
+        needed = len(design.scaffold) if design.scaffold is not None else len(design.prompt) + (design.length or 0)
+        if limit and needed > limit:
+            raise ValueError(f"design: {needed} positions do not fit model {recipe.model.name!r} (at most {limit})")
+    return {"oracle": getattr(oracle, "name", type(oracle).__name__), "model": str(location)}
+
+
+def reference_markdown() -> str:
+    """The recipe reference: every section and field with its type, default and meaning."""
+    lines = ["| field | type | default | meaning |", "| --- | --- | --- | --- |"]
+    for section_name, field in DesignRecipe.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            for name, sub in annotation.model_fields.items():
+                lines.append(_row(f"{section_name}.{name}", sub))
+        else:
+            lines.append(_row(section_name, field))
+    lines.append(
+        "| search.* | | | the chosen algorithm's parameters: `python -c \"from seqtree.search import ALGORITHMS; "
+        "print(ALGORITHMS['dts'].params.model_fields)\"` |"
+    )
+    return "\n".join(lines)
+
+
+def _row(name: str, field) -> str:
+    annotation = getattr(field.annotation, "__name__", None) or str(field.annotation).replace("typing.", "")
+    if field.is_required():
+        default = "required"
+    elif field.default_factory is not None:
+        default = "see section"
+    else:
+        default = f"`{field.default}`"
+    return f"| `{name}` | {annotation.replace('|', 'or')} | {default} | {field.description or ''} |"
+
+
+if __name__ == "__main__":
+    print(reference_markdown())
