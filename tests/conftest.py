@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import torch
+
+
+def pytest_configure(config):
+    # Tests run tiny models: one thread avoids oversubscribing small CPUs and is faster for tiny ops.
+    torch.set_num_threads(1)
 
 ESM_VOCAB = ["<cls>", "<pad>", "<eos>", "<unk>", *"LAGVSERTIDPKQNFYMHWCXBUZO", ".", "-", "<null_1>", "<mask>"]
 

@@ -1,0 +1,1 @@
+"""Benchmarks of seqtree: ``python -m bench search --out DIR``."""

@@ -1,0 +1,192 @@
+"""Benchmarks of the search engine.
+
+- exactness: total variation to the exact tilted law pi*(x) ~ p_anc(x) exp(r(x) / alpha) versus NFE for DTS (the
+  tree's own law, no extra model call), SMC / FK steering (weighted particles) and best-of-N with importance
+  weights, on the enumerable toy of ``tests/test_search.py`` (4^5 sequences, exact denoiser);
+- overhead: wall time of each algorithm beyond the denoiser's own forward time, as a ratio, with a small
+  seqtree transformer (random weights; the engine's work does not depend on the weights) at L=128 on CPU;
+- memory: bytes per node of a tree at L=256 filled to ``max_nodes`` nodes.
+Writes ``exactness.csv/png``, ``overhead.csv`` and ``memory.csv`` under the output directory.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+TESTS = Path(__file__).resolve().parent.parent / "tests"
+
+
+def _toy():
+    if str(TESTS) not in sys.path:  # the exact toy denoisers live with the tests
+        sys.path.insert(0, str(TESTS))
+    import fakes
+    from seqtree.models.tokenizers import dna_tokenizer
+    from seqtree.search import SearchProblem
+
+    num_states, length, steps, alpha = 4, 5, 6, 0.5
+    g = torch.Generator().manual_seed(0)
+    denoiser = fakes.ExactJointDenoiser(fakes.random_joint(num_states, length, g), num_states, length)
+    diffusion = denoiser.diffusion()
+    base = fakes.ancestral_distribution(denoiser, diffusion, steps)
+    rewards = torch.rand(num_states**length, generator=g, dtype=torch.float64) * 2.0
+    rewards[int(base.argsort(descending=True)[20])] = 3.0
+    target = fakes.tilted_distribution(base, rewards, alpha)
+    problem = SearchProblem(
+        denoiser, diffusion, dna_tokenizer(), fakes.TableOracle(rewards, "ACGT", length),
+        torch.full((length,), fakes.MASK_ID), num_steps=steps, branch_every=2,
+    )  # fmt: skip
+    return fakes, problem, denoiser, target, alpha
+
+
+def exactness(out: Path, quick: bool) -> pd.DataFrame:
+    from seqtree.search import Budget, run_best_of_n, run_dts, run_smc, terminal_probabilities
+
+    fakes, problem, denoiser, target, alpha = _toy()
+    size = target.numel()
+
+    def tv(tokens, weights):
+        w = weights.double() / weights.sum()
+        return fakes.total_variation(fakes.empirical_distribution(denoiser.index_of(tokens), size, w), target)
+
+    rows = []
+    scales = [64, 256, 1024, 4096] if quick else [64, 128, 256, 512, 1024, 2048, 4096, 8192]
+    for seed in range(1 if quick else 3):
+        for n in scales:
+            g = torch.Generator().manual_seed(seed)
+            r = run_dts(
+                problem, Budget(), generator=g, max_iterations=max(1, n // 8), leaves_per_iteration=8, alpha=alpha
+            )
+            tree = r.tree
+            term = np.nonzero(tree.terminal[: tree.size])[0]
+            prob = torch.from_numpy(terminal_probabilities(tree, alpha)[term])
+            rows.append(("dts", seed, n, r.nfe, r.oracle_calls, tv(tree.token_tensor(term), prob)))
+            g = torch.Generator().manual_seed(seed)
+            r = run_smc(problem, Budget(), generator=g, num_particles=n, alpha=alpha, ess_threshold=0.9)
+            rows.append(("smc", seed, n, r.nfe, r.oracle_calls, tv(r.designs.tokens, r.designs.weights)))
+            g = torch.Generator().manual_seed(seed)
+            r = run_best_of_n(problem, Budget(), generator=g, num_samples=n, batch_size=1024, alpha=alpha)
+            rows.append(("best_of_n", seed, n, r.nfe, r.oracle_calls, tv(r.designs.tokens, r.designs.weights)))
+    table = pd.DataFrame(rows, columns=["algorithm", "seed", "scale", "nfe", "oracle_calls", "tv"])
+    table.to_csv(out / "exactness.csv", index=False)
+    _plot_exactness(table, out / "exactness.png")
+    return table
+
+
+def _plot_exactness(table: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for name, group in table.groupby("algorithm"):
+        mean = group.groupby("scale")[["nfe", "tv"]].mean()
+        ax.plot(mean["nfe"], mean["tv"], marker="o", label=name)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("NFE (denoiser rows)")
+    ax.set_ylabel("TV to pi* (exact)")
+    ax.set_title("Exactness on the 4^5 toy (alpha = 0.5)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def overhead(out: Path, quick: bool) -> pd.DataFrame:
+    """Engine time beyond the denoiser's forward time, for each algorithm at one NFE budget."""
+    from seqtree.diffusion import MaskedDiffusion
+    from seqtree.models.tokenizers import protein_tokenizer
+    from seqtree.models.transformer import SeqTreeTransformer, SeqTreeTransformerConfig
+    from seqtree.search import ALGORITHMS, Budget, SearchProblem
+
+    tokenizer = protein_tokenizer()
+    length = 128
+    torch.manual_seed(0)  # benchmark script: fixes the random weights of the timing model
+    config = SeqTreeTransformerConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=256, num_layers=4, num_heads=4, max_positions=length
+    )
+    model = SeqTreeTransformer(config).eval()
+    diffusion = MaskedDiffusion.for_tokenizer(tokenizer)
+
+    def oracle(sequences: list[str]) -> torch.Tensor:  # cheap: the benchmark times the engine, not the oracle
+        return torch.tensor([s.count("A") / max(len(s), 1) for s in sequences], dtype=torch.float64)
+
+    @torch.no_grad()
+    def denoiser(tokens, t):
+        return model(tokens, t)
+
+    problem = SearchProblem(
+        denoiser, diffusion, tokenizer, oracle, torch.full((length,), tokenizer.mask_id), num_steps=32, branch_every=4
+    )
+    params = {
+        "dts": {"leaves_per_iteration": 8},
+        "dts_star": {"leaves_per_iteration": 8},
+        "mcts": {"num_children": 8},
+        "best_of_n": {"num_samples": 256, "batch_size": 32},
+        "smc": {"num_particles": 32},
+        "svdd": {"num_particles": 4, "num_candidates": 8},
+        "beam": {"beam_width": 4, "branching": 8},
+    }
+    rows = []
+    nfe = 300 if quick else 1500
+    for name, spec in ALGORITHMS.items():
+        start = time.perf_counter()
+        r = spec.run(problem, Budget(nfe=nfe), generator=torch.Generator().manual_seed(0), **params[name])
+        wall = time.perf_counter() - start
+        forward = float(r.extras["denoiser_seconds"])
+        calls = int(r.extras["denoiser_calls"])
+        rows.append((name, r.nfe, calls, r.oracle_calls, wall, forward, (wall - forward) / forward))
+    table = pd.DataFrame(
+        rows, columns=["algorithm", "nfe", "denoiser_calls", "oracle_calls", "wall_s", "forward_s", "overhead_ratio"]
+    )
+    table.to_csv(out / "overhead.csv", index=False)
+    return table
+
+
+def memory(out: Path, max_nodes: int) -> pd.DataFrame:
+    """Bytes per node of a tree at L=256 (protein vocabulary, uint8 tokens), filled by batches of children."""
+    from seqtree.search import Tree
+
+    length, batch = 256, 8192
+    tree = Tree.create(
+        torch.ones(length, dtype=torch.long), num_steps=256, branch_every=4, num_objectives=1, vocab_size=22,
+        mask_id=1, capacity=1024,
+    )  # fmt: skip
+    tokens = torch.randint(2, 22, (batch, length))
+    logp = torch.zeros(batch, 4)
+    terminal = torch.zeros(batch, dtype=torch.bool)
+    rows, start = [], time.perf_counter()
+    checkpoints = {10_000, 100_000, max_nodes}
+    while tree.size < max_nodes:
+        count = min(batch, max_nodes - tree.size)
+        parents = np.random.default_rng(tree.size).integers(0, tree.size, count)
+        tree.add_children(parents, tokens[:count], np.full(count, 4), logp[:count], logp[:count], terminal[:count])
+        if any(tree.size >= c > tree.size - count for c in checkpoints):
+            rows.append((tree.size, tree.capacity, tree.nbytes(), tree.nbytes() / tree.capacity,
+                         tree.nbytes() / tree.size, time.perf_counter() - start))  # fmt: skip
+    table = pd.DataFrame(
+        rows, columns=["nodes", "capacity", "bytes", "bytes_per_slot", "bytes_per_node", "fill_seconds"]
+    )
+    table.to_csv(out / "memory.csv", index=False)
+    return table
+
+
+def run(out: Path, *, quick: bool = False, max_nodes: int = 1_000_000, only: str | None = None) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(1 if only != "overhead" else torch.get_num_threads())
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        if only in (None, "exactness"):
+            table = exactness(out, quick)
+            print(table.groupby(["algorithm", "scale"])[["nfe", "oracle_calls", "tv"]].mean().round(4))
+        if only in (None, "memory"):
+            print(memory(out, 100_000 if quick else max_nodes))
+        if only in (None, "overhead"):
+            print(overhead(out, quick).round(4))
+    print(f"wrote {out}")

@@ -1,0 +1,54 @@
+"""Best-of-N: N independent samples of the model, each scored once; the honest baseline of every search.
+
+The samples also estimate the tilted target pi*(x) ~ p(x) exp(r(x) / alpha) by self-normalised importance
+sampling with weights w_i ~ exp(r(x_i) / alpha) (the "best-of-N with weights" of the exactness benchmark; see
+e.g. Singhal et al. 2025, "A General Framework for Inference-time Scaling and Steering of Diffusion Models",
+Sec. 3, the IS baseline). Sampling is ancestral (MDLM Eq. 7) in batches of ``batch_size`` rows.
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+
+from seqtree.search.budget import Budget
+from seqtree.search.engine import Engine
+from seqtree.search.params import SearchParams, build_params
+from seqtree.search.problem import SearchProblem
+from seqtree.search.result import SearchResult
+
+
+class BestOfNParams(SearchParams):
+    num_samples: int = Field(64, ge=1, description="N, the number of independent samples")
+    batch_size: int = Field(64, ge=1, description="rows sampled together in one batch")
+    alpha: float = Field(1.0, gt=0, description="temperature of the importance weights exp(r / alpha)")
+
+
+def run_best_of_n(
+    problem: SearchProblem,
+    budget: Budget,
+    *,
+    generator: torch.Generator,
+    params: BestOfNParams | None = None,
+    **overrides,
+) -> SearchResult:
+    """Draw ``num_samples`` sequences (fewer if the budget ends first) and score each."""
+    p = build_params(BestOfNParams, params, overrides)
+    engine = Engine(problem, budget, generator)
+    columns: dict[str, list[torch.Tensor]] = {k: [] for k in ("tokens", "rewards", "log_prob", "log_prob_model")}
+    done = 0
+    while done < p.num_samples and not engine.meter.exhausted():
+        size = min(p.batch_size, p.num_samples - done)
+        done += size
+        x = problem.root.unsqueeze(0).expand(size, -1)
+        start = torch.zeros(size, dtype=torch.long, device=x.device)
+        out = engine.advance(x, start, torch.full_like(start, problem.num_steps))
+        scored = engine.score(out.tokens)
+        rows = scored.rows
+        columns["tokens"].append(out.tokens[rows])
+        columns["rewards"].append(scored.rewards)
+        columns["log_prob"].append(out.step_log_prob[rows])
+        columns["log_prob_model"].append(out.step_log_prob_model[rows])
+    cols = {k: torch.cat(v) for k, v in columns.items()} if columns["tokens"] else engine.empty_columns()
+    weights = torch.softmax(problem.scalarize(cols["rewards"]) / p.alpha, 0) if len(cols["tokens"]) else None
+    return engine.finish("best_of_n", weights=weights, iterations=done, **cols)

@@ -1,0 +1,271 @@
+"""Diffusion Tree Sampling (DTS) — Jain, Fortuin, Tran, Tiwari, Rosenbaum, Gal, Ghahramani, Wilson, Ko,
+"Diffusion Tree Sampling: Scalable inference-time alignment of diffusion models", 2025.
+
+Target: pi*(x_0) ~ p_theta(x_0) exp(r(x_0) / alpha). With the soft value V(x_t) = alpha log E_{p_theta(x_0|x_t)}
+exp(r(x_0) / alpha), the target's reverse transitions are p*(x_s | x_t) ~ p_theta(x_s | x_t) exp(V(x_s) / alpha)
+(DTS Sec. 3, soft Bellman equation V(x_t) = alpha log E_{p_theta(x_s|x_t)} exp(V(x_s) / alpha)). DTS estimates V
+on a tree whose children are samples of p_theta(x_s | x_t) (DTS Alg. 1):
+
+- selection: from the root, at a node with N visits, widen (sample a new child) while its number of children is
+  below C N^a (progressive widening, defaults C = 2, a = 0.75); otherwise pick a child c with probability
+  ~ exp(V(c) / alpha) (Boltzmann selection);
+- expansion and rollout: the new child is denoised segment by segment to a clean sequence and *every* state of the
+  rollout is added to the tree; the clean sequence is scored, V(leaf) = r(x_0);
+- backup: up the path, V(x) = alpha log (1/|C(x)|) sum_{c in C(x)} exp(V(c) / alpha) (the Monte Carlo soft Bellman
+  backup over the children, which are i.i.d. draws of p_theta(. | x)).
+
+Sampling from the finished tree needs no model call: descend from the root picking children ~ exp(V(c) / alpha);
+:func:`terminal_probabilities` computes the law of that descent exactly for every terminal node, which is
+consistent for pi* as the tree grows. The tree can be saved and resumed (``save_to`` / ``resume_from``): the saved
+file holds the tree, the counters, the curve and the generator state, so a resumed run equals an uninterrupted one.
+
+Simplifications: several leaves per iteration (``leaves_per_iteration``) are selected one after another with their
+visit counts incremented at selection time (so widening accounts for them) and expanded as one batch; duplicate
+children (the same state drawn twice) are kept as separate i.i.d. draws, which keeps the backup unbiased.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from seqtree.search.budget import STOP_ITERATIONS, STOP_STALLED, Budget
+from seqtree.search.engine import Engine
+from seqtree.search.params import SearchParams, build_params
+from seqtree.search.problem import SearchProblem
+from seqtree.search.result import CurvePoint, SearchResult
+from seqtree.search.tree import NO_NODE, Tree
+
+# select(tree, node, children) -> child; children are the node's children with a value
+ChildSelector = Callable[[Tree, int, np.ndarray], int]
+
+
+class TreeSearchParams(SearchParams):
+    """Fields shared by DTS and DTS*."""
+
+    alpha: float = Field(1.0, gt=0, description="temperature of the target p(x) exp(r(x) / alpha)")
+    widening_c: float = Field(2.0, gt=0, description="progressive widening: widen while children < C N^a")
+    widening_a: float = Field(0.75, ge=0, le=1, description="progressive widening exponent a")
+    leaves_per_iteration: int = Field(1, ge=1, description="leaves selected and rolled out together")
+    max_iterations: int | None = Field(None, ge=0, description="stop after this many iterations (cumulative)")
+    num_samples: int = Field(16, ge=1, description="designs returned")
+    tree_capacity: int = Field(1024, ge=1, description="initial node capacity (doubles when full)")
+    resume_from: str | None = Field(None, description="a tree file saved by an earlier run to continue from")
+    save_to: str | None = Field(None, description="write the tree, counters and generator state here at the end")
+    patience: int = Field(1000, ge=1, description="stop after this many iterations in a row that cost nothing")
+
+
+class DTSParams(TreeSearchParams):
+    pass
+
+
+# ------------------------------------------------------------------------------------------- pure functions
+def soft_backup(values: np.ndarray, alpha: float) -> float:
+    """alpha log mean exp(values / alpha) over a node's children (DTS soft Bellman backup), stable."""
+    scaled = values / alpha
+    top = scaled.max()
+    return float(alpha * (top + math.log(np.exp(scaled - top).mean())))
+
+
+def widen(num_children: int, visits: int, c: float, a: float) -> bool:
+    """Progressive widening: a node with ``visits`` visits may get a new child while children < C N^a."""
+    return num_children < max(1.0, c * visits**a)
+
+
+def boltzmann_child(generator: torch.Generator, alpha: float) -> ChildSelector:
+    """Pick a child with probability ~ exp(V(c) / alpha) (one uniform draw from ``generator``)."""
+
+    def select(tree: Tree, node: int, children: np.ndarray) -> int:
+        logits = tree.soft_value[children] / alpha
+        weights = np.exp(logits - logits.max())
+        cumulative = np.cumsum(weights)
+        u = float(torch.rand((), generator=generator)) * cumulative[-1]
+        return int(children[min(int(np.searchsorted(cumulative, u, side="right")), len(children) - 1)])
+
+    return select
+
+
+def terminal_probabilities(tree: Tree, alpha: float) -> np.ndarray:
+    """Probability of reaching each node [size] by descending from the root with children ~ exp(V(c) / alpha).
+
+    Restricted to terminal nodes (and renormalised), this is the law of a sample drawn from the finished tree.
+    """
+    size = tree.size
+    value = tree.soft_value[:size]
+    parent = tree.parent[:size].astype(np.int64)
+    depth = tree.depth[:size]
+    prob = np.zeros(size)
+    prob[0] = 1.0
+    valued = ~np.isnan(value)
+    for d in range(1, int(depth.max()) + 1 if size > 1 else 1):
+        nodes = np.nonzero((depth == d) & valued)[0]
+        if not nodes.size:
+            break
+        par = parent[nodes]
+        logits = value[nodes] / alpha
+        top = np.full(size, -np.inf)
+        np.maximum.at(top, par, logits)
+        weights = np.exp(logits - top[par])
+        total = np.zeros(size)
+        np.add.at(total, par, weights)
+        prob[nodes] = prob[par] * weights / total[par]
+    return prob
+
+
+# -------------------------------------------------------------------------------------------- the search
+def _select_path(engine: Engine, tree: Tree, p: TreeSearchParams, select: ChildSelector) -> tuple[int, bool]:
+    """Descend from the root; returns (node, expand): widen at ``node`` or stop at a terminal node."""
+    node = 0
+    while True:
+        tree.visits[node] += 1
+        if tree.terminal[node]:
+            return node, False
+        count = int(tree.num_children[node])
+        if widen(count, int(tree.visits[node]), p.widening_c, p.widening_a):
+            return node, True
+        children = tree.children(node)
+        children = children[~np.isnan(tree.soft_value[children])]
+        if not children.size:
+            return node, True
+        node = select(tree, node, children)
+
+
+def _backup(engine: Engine, tree: Tree, end: int, alpha: float) -> None:
+    """Set V(end) = r and recompute soft (DTS) and max (DTS*) values up to the root; new nodes get 1 visit."""
+    score = float(engine.node_scores(tree, np.array([end]))[0])
+    tree.soft_value[end] = score
+    tree.value[end] = score
+    if tree.visits[end] == 0:
+        tree.visits[end] = 1
+    node = int(tree.parent[end])
+    while node != NO_NODE:
+        if tree.visits[node] == 0:
+            tree.visits[node] = 1
+        children = tree.children(node)
+        values = tree.soft_value[children]
+        known = ~np.isnan(values)
+        tree.soft_value[node] = soft_backup(values[known], alpha)
+        tree.value[node] = float(np.nanmax(tree.value[children]))
+        node = int(tree.parent[node])
+
+
+def _restore(engine: Engine, tree: Tree, generator: torch.Generator) -> int:
+    """Counters, curve, oracle memo and generator state of a saved run; returns its iteration count."""
+    extras = tree.extras
+    nfe, oracle_calls, iterations = (int(v) for v in extras["counters"])
+    engine.meter.nfe, engine.meter.oracle_calls = nfe, oracle_calls
+    best, reward_sum, reward_count = (float(v) for v in extras["reward_stats"])
+    engine.best, engine.reward_sum, engine.reward_count = best, reward_sum, int(reward_count)
+    engine.curve = [CurvePoint(int(r[0]), int(r[1]), float(r[2]), float(r[3]), float(r[4])) for r in extras["curve"]]
+    scored = np.nonzero(tree.terminal[: tree.size] & ~np.isnan(tree.reward[: tree.size, 0]))[0]
+    if scored.size:
+        sequences = engine.decode(tree.token_tensor(scored))
+        engine.memo.update(zip(sequences, torch.from_numpy(tree.reward[scored].copy())))
+    generator.set_state(torch.from_numpy(extras["generator_state"].copy()))
+    return iterations
+
+
+def _save(engine: Engine, tree: Tree, generator: torch.Generator, iterations: int, path: str) -> None:
+    m = engine.meter
+    curve = [[c.nfe, c.oracle_calls, c.seconds, c.best_reward, c.mean_reward] for c in engine.curve]
+    tree.extras = {
+        "counters": np.array([m.nfe, m.oracle_calls, iterations], np.int64),
+        "reward_stats": np.array([engine.best, engine.reward_sum, engine.reward_count], np.float64),
+        "curve": np.array(curve, np.float64).reshape(-1, 5),
+        "generator_state": generator.get_state().numpy(),
+    }
+    tree.save(path)
+
+
+def grow_tree(
+    problem: SearchProblem,
+    budget: Budget,
+    generator: torch.Generator,
+    p: TreeSearchParams,
+    select: ChildSelector,
+) -> tuple[Engine, Tree, int]:
+    """The DTS loop (select, expand + rollout into the tree, score, back up) until a limit; shared with DTS*."""
+    if not budget.bounded and p.max_iterations is None:
+        raise ValueError("a tree search needs a bounded budget or max_iterations")
+    engine = Engine(problem, budget, generator)
+    if p.resume_from is not None:
+        tree = Tree.load(p.resume_from)
+        iterations = _restore(engine, tree, generator)
+    else:
+        tree, iterations = engine.new_tree(p.tree_capacity), 0
+    idle = 0
+    while not engine.meter.exhausted():
+        if p.max_iterations is not None and iterations >= p.max_iterations:
+            engine.meter.halt(STOP_ITERATIONS)
+            break
+        if idle >= p.patience:
+            engine.meter.halt(STOP_STALLED)
+            break
+        spent = (engine.meter.nfe, engine.meter.oracle_calls)
+        leaves = [_select_path(engine, tree, p, select) for _ in range(p.leaves_per_iteration)]
+        iterations += 1
+        ends = [node for node, expand in leaves if not expand]
+        grow = np.array([node for node, expand in leaves if expand], np.int64)
+        if grow.size:
+            _, children = engine.expand(tree, grow)
+            ends.extend(int(e) for e in engine.rollout_in_tree(tree, children) if e >= 0)
+        if not ends:
+            idle += 1
+            continue
+        ends_array = np.array(ends, np.int64)
+        known = engine.score_nodes(tree, ends_array)
+        for end in ends_array[known].tolist():
+            _backup(engine, tree, end, p.alpha)
+        idle = idle + 1 if spent == (engine.meter.nfe, engine.meter.oracle_calls) else 0
+    if p.save_to is not None:
+        _save(engine, tree, generator, iterations, p.save_to)
+    return engine, tree, iterations
+
+
+def finish_from_nodes(
+    engine: Engine, tree: Tree, nodes: np.ndarray, name: str, iterations: int, *, sort: bool = True
+) -> SearchResult:
+    """A result whose designs are the terminal ``nodes`` of the tree (with their paths as trajectories)."""
+    if not nodes.size:
+        return engine.finish(name, iterations=iterations, tree=tree, **engine.empty_columns())
+    paths = [tree.path_step_log_probs(int(n)) for n in nodes]
+    return engine.finish(
+        name,
+        tokens=tree.token_tensor(nodes),
+        rewards=torch.from_numpy(tree.reward[nodes].copy()),
+        log_prob=torch.stack([a for a, _ in paths]),
+        log_prob_model=torch.stack([b for _, b in paths]),
+        iterations=iterations,
+        tree=tree,
+        sort=sort,
+    )
+
+
+def sample_tree(tree: Tree, num_samples: int, alpha: float, generator: torch.Generator) -> np.ndarray:
+    """Terminal node ids drawn from the finished tree (no model call): the law of Boltzmann descent."""
+    prob = terminal_probabilities(tree, alpha)
+    terminals = np.nonzero(tree.terminal[: tree.size] & (prob > 0))[0]
+    if not terminals.size:
+        return terminals
+    weights = torch.from_numpy(prob[terminals])
+    draws = torch.multinomial(weights, num_samples, replacement=True, generator=generator)
+    return terminals[draws.numpy()]
+
+
+def run_dts(
+    problem: SearchProblem,
+    budget: Budget,
+    *,
+    generator: torch.Generator,
+    params: DTSParams | None = None,
+    **overrides,
+) -> SearchResult:
+    """DTS: grow the tree until the budget (or ``max_iterations``), then draw ``num_samples`` designs from it."""
+    p = build_params(DTSParams, params, overrides)
+    engine, tree, iterations = grow_tree(problem, budget, generator, p, boltzmann_child(generator, p.alpha))
+    nodes = sample_tree(tree, p.num_samples, p.alpha, generator)
+    return finish_from_nodes(engine, tree, nodes, "dts", iterations)

@@ -1,0 +1,370 @@
+"""The machinery every search algorithm shares: metered denoiser and oracle calls, batched reverse segments,
+tree expansion and in-tree rollouts, the anytime curve, and the assembly of a :class:`SearchResult`.
+
+Every denoiser call goes through :meth:`Engine.denoise` and every oracle call through :meth:`Engine.score`, so
+NFE (denoiser rows) and oracle calls (sequences submitted) are counted in one place and never exceed the budget:
+a batch larger than what is left is cut to its first rows and the search halts. Identical (tokens, step) rows in
+one call are evaluated once (the K children of a node share their parent's first call), and MDLM's no-change cache
+reuses a row's clean-token distribution while its tokens do not change; both are exact for time-independent
+denoisers and, like the shared budget, apply to every algorithm alike.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from seqtree.search.budget import STOP_NFE, STOP_ORACLE, Budget, Meter
+from seqtree.search.problem import SearchProblem
+from seqtree.search.result import CurvePoint, Designs, SearchResult, Trajectories, pareto_mask
+from seqtree.search.tree import Tree
+
+
+@dataclass(frozen=True)
+class Advance:
+    """Rows of a batch after some reverse steps. Rows cut by the budget are absent (see ``rows``)."""
+
+    rows: Tensor  # [B'] long: which input rows completed
+    tokens: Tensor  # [B', L]
+    step_log_prob: Tensor  # [B', T] float32 per absolute step k (proposal); 0 outside the steps taken
+    step_log_prob_model: Tensor  # [B', T] float32 (untempered model)
+    final_log_probs: Tensor | None  # [B', L, V] log p(x_0 | tokens) at the end state, when asked for
+
+
+@dataclass(frozen=True)
+class Scored:
+    rows: Tensor  # [B'] long: which input rows were scored (the budget may cut the batch)
+    rewards: Tensor  # [B', K] float64
+    scores: Tensor  # [B'] float64 scalarised
+
+
+def _as_rewards(values, count: int) -> Tensor:
+    out = torch.as_tensor(values).detach().to("cpu", torch.float64)
+    if out.dim() == 1:
+        out = out.unsqueeze(-1)
+    if out.dim() != 2 or out.shape[0] != count:
+        raise ValueError(f"oracle returned shape {tuple(out.shape)} for {count} sequences; expected [B] or [B, K]")
+    if torch.isnan(out).any():
+        raise ValueError("oracle returned NaN; the oracle contract asks for a finite floor value instead")
+    return out
+
+
+class Engine:
+    """One search run: the problem, the meter, the generator, the oracle memo and the anytime curve."""
+
+    def __init__(self, problem: SearchProblem, budget: Budget, generator: torch.Generator) -> None:
+        self.problem = problem
+        self.generator = generator
+        self.meter = Meter(budget)
+        self.device = problem.root.device
+        self.grid = torch.linspace(1.0, 0.0, problem.num_steps + 1, device=self.device)  # t_k = 1 - k / N
+        self.mask_id = problem.diffusion.mask_id
+        self.curve: list[CurvePoint] = []
+        self.best = -math.inf
+        self.reward_sum = 0.0
+        self.reward_count = 0
+        self.memo: dict[str, Tensor] = {}
+
+    # --------------------------------------------------------------------------------------------- denoiser
+    def denoise(self, x: Tensor, k: Tensor) -> tuple[Tensor | None, Tensor]:
+        """log p(x_0 | x) for rows x [R, L] at steps k [R]. Returns (log_probs [R', L, V], kept Bool[R]).
+
+        Identical (tokens, step) rows are evaluated once; if fewer rows are left in the NFE budget than distinct
+        rows, only the first ones (in order of first appearance) are evaluated and the search halts.
+        """
+        count = x.shape[0]
+        keys = torch.cat([x, k.unsqueeze(1)], 1)
+        unique, inverse = torch.unique(keys, dim=0, return_inverse=True)
+        first = torch.full((unique.shape[0],), count, dtype=torch.long, device=x.device)
+        first = first.scatter_reduce(0, inverse, torch.arange(count, device=x.device), reduce="amin")
+        order = first.argsort()  # distinct rows in order of first appearance
+        kept = torch.ones(count, dtype=torch.bool, device=x.device)
+        left = self.meter.nfe_left
+        if order.numel() > left:
+            self.meter.halt(STOP_NFE)
+            order = order[: int(left)]
+            allowed = torch.zeros(unique.shape[0], dtype=torch.bool, device=x.device)
+            allowed[order] = True
+            kept = allowed[inverse]
+        if order.numel() == 0:
+            return None, kept
+        rows = unique[order]
+        tokens, t = rows[:, :-1], self.grid[rows[:, -1]]
+        start = time.perf_counter()
+        logits = self.problem.denoiser(tokens, t)
+        if logits.is_cuda:
+            torch.cuda.synchronize(logits.device)
+        self.meter.denoiser_seconds += time.perf_counter() - start
+        self.meter.charge_nfe(int(order.numel()))
+        log_probs = self.problem.diffusion.subs_log_probs(logits, tokens)
+        position = torch.empty(unique.shape[0], dtype=torch.long, device=x.device)
+        position[order] = torch.arange(order.numel(), device=x.device)
+        return log_probs[position[inverse[kept]]], kept
+
+    def advance(
+        self,
+        x: Tensor,
+        k_from: Tensor,
+        k_to: Tensor,
+        *,
+        log_probs0: Tensor | None = None,
+        final_log_probs: bool = False,
+    ) -> Advance:
+        """Run reverse steps k_from[i] -> k_to[i] for each row of x [B, L] (MDLM Eq. 7 per step), batched.
+
+        ``log_probs0`` [B, L, V]: log p(x_0 | x) already computed at step k_from (saves the first call).
+        ``final_log_probs``: also return log p(x_0 | end state) (a value estimate's input, or the next segment's
+        ``log_probs0``); fully unmasked rows get their own one-hot at no cost.
+        """
+        p = self.problem
+        batch, length = x.shape
+        x = x.clone()
+        k_from, k_to = k_from.to(x.device), k_to.to(x.device)
+        alive = torch.ones(batch, dtype=torch.bool, device=x.device)
+        valid = torch.zeros(batch, dtype=torch.bool, device=x.device)  # cache row matches the current tokens
+        exact = torch.zeros(batch, dtype=torch.bool, device=x.device)  # ... and was computed at the current time
+        cache = None
+        if log_probs0 is not None:
+            cache = log_probs0.clone()
+            valid[:] = True
+            exact[:] = True
+        lp = torch.zeros(batch, p.num_steps, device=x.device)
+        lpm = torch.zeros(batch, p.num_steps, device=x.device)
+        span = k_to - k_from
+        width = int(span.max()) if batch else 0
+
+        def refresh(need: Tensor, k: Tensor) -> None:
+            nonlocal cache
+            rows = need.nonzero().squeeze(1)
+            fresh, kept = self.denoise(x[rows], k[rows])
+            alive[rows[~kept]] = False
+            if fresh is None:
+                return
+            if cache is None:
+                cache = fresh.new_zeros((batch, length, fresh.shape[-1]))
+            rows = rows[kept]
+            cache[rows] = fresh
+            valid[rows] = True
+            exact[rows] = True
+
+        for j in range(width):
+            k = k_from + j
+            active = alive & (j < span) & (x == self.mask_id).any(-1)
+            need = active & (~valid | (~exact if not p.cache else torch.zeros_like(valid)))
+            if need.any():
+                refresh(need, k)
+                active &= alive
+            idx = active.nonzero().squeeze(1)
+            if idx.numel() == 0:
+                continue
+            ks = k[idx]
+            step = p.diffusion.reverse_step(
+                cache[idx], x[idx], self.grid[ks], self.grid[ks + 1], generator=self.generator,
+                temperature=p.temperature, top_k=p.top_k, top_p=p.top_p,
+            )  # fmt: skip
+            x[idx] = step.tokens
+            lp[idx, ks] = step.log_prob
+            lpm[idx, ks] = step.log_prob_model
+            valid[idx] &= step.num_unmasked == 0
+            exact[idx] = False
+
+        final = None
+        if final_log_probs:
+            open_rows = alive & (x == self.mask_id).any(-1)
+            need = open_rows & (~valid | (~exact if not p.cache else torch.zeros_like(valid)))
+            if need.any():
+                refresh(need, k_to)
+            vocab = p.diffusion.vocab_size
+            final = torch.full((batch, length, vocab), -math.inf, device=x.device)
+            final.scatter_(-1, x.unsqueeze(-1), 0.0)  # one-hot: a clean token predicts itself
+            if cache is not None:
+                final[open_rows & alive] = cache[open_rows & alive]
+        rows = alive.nonzero().squeeze(1)
+        return Advance(rows, x[rows], lp[rows], lpm[rows], None if final is None else final[rows])
+
+    def predict_x0(self, x: Tensor, log_probs: Tensor) -> Tensor:
+        """The denoiser's most likely clean sequence: argmax of log p(x_0 | x) at masked positions. [B, L]."""
+        return torch.where(x == self.mask_id, log_probs.argmax(-1), x)
+
+    def is_complete(self, x: Tensor) -> Tensor:
+        """Bool[B]: no masked position left."""
+        return ~(x == self.mask_id).any(-1)
+
+    # ----------------------------------------------------------------------------------------------- oracle
+    def decode(self, tokens: Tensor) -> list[str]:
+        return [self.problem.tokenizer.decode(row) for row in tokens.tolist()]
+
+    def score(self, tokens: Tensor) -> Scored:
+        """Oracle rewards of full sequences tokens [B, L]. Distinct unseen sequences are submitted (one batched
+        call); if fewer calls are left than needed, only the first ones are submitted and the search halts."""
+        sequences = self.decode(tokens)
+        p = self.problem
+        if p.memoize_oracle:
+            pending = list(dict.fromkeys(s for s in sequences if s not in self.memo))
+        else:
+            pending = list(sequences)
+        left = self.meter.oracle_left
+        if len(pending) > left:
+            self.meter.halt(STOP_ORACLE)
+            pending = pending[: int(left)]
+        fresh: dict[str, Tensor] = {}
+        if pending:
+            values = _as_rewards(p.oracle(pending), len(pending))
+            self.meter.charge_oracle(len(pending))
+            fresh = dict(zip(pending, values))
+            if p.memoize_oracle:
+                self.memo.update(fresh)
+        if p.memoize_oracle:
+            rows = [i for i, s in enumerate(sequences) if s in self.memo]
+            rewards = [self.memo[sequences[i]] for i in rows]
+        else:
+            rows = list(range(len(pending)))
+            rewards = [fresh[s] for s in pending]
+        width = p.num_objectives
+        stacked = torch.stack(rewards) if rewards else torch.zeros(0, width, dtype=torch.float64)
+        scores = p.scalarize(stacked)
+        if scores.numel():
+            self.best = max(self.best, float(scores.max()))
+            self.reward_sum += float(scores.sum())
+            self.reward_count += int(scores.numel())
+            self.record()
+        return Scored(torch.tensor(rows, dtype=torch.long, device=tokens.device), stacked, scores)
+
+    def record(self) -> None:
+        mean = self.reward_sum / self.reward_count if self.reward_count else math.nan
+        best = self.best if self.reward_count else math.nan
+        m = self.meter
+        point = CurvePoint(m.nfe, m.oracle_calls, m.seconds, best, mean)
+        self.curve.append(point)
+        observer = self.problem.observer
+        if observer is not None and observer(point):
+            m.stop_requested = True
+
+    # ------------------------------------------------------------------------------------------------- tree
+    def new_tree(self, capacity: int = 1024) -> Tree:
+        p = self.problem
+        return Tree.create(
+            p.root, num_steps=p.num_steps, branch_every=p.branch_every, num_objectives=p.num_objectives,
+            vocab_size=p.diffusion.vocab_size, mask_id=self.mask_id, capacity=capacity,
+        )  # fmt: skip
+
+    def expand(self, tree: Tree, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One new child per entry of ``nodes`` (repeat a node for K children), one segment each, batched.
+
+        Returns (rows, ids): which entries got a child (the budget may cut some) and the new node ids.
+        """
+        x = tree.token_tensor(nodes).to(self.device)
+        k_from = torch.from_numpy(tree.step[nodes].astype(np.int64)).to(self.device)
+        k_to = self.problem.next_branch_step(k_from)
+        out = self.advance(x, k_from, k_to)
+        rows = out.rows.cpu().numpy()
+        cols = (k_from[out.rows].unsqueeze(1) + torch.arange(tree.branch_every, device=self.device)).clamp(
+            max=self.problem.num_steps - 1
+        )
+        in_segment = cols < k_to[out.rows].unsqueeze(1)
+        seg_lp = out.step_log_prob.gather(1, cols) * in_segment
+        seg_lpm = out.step_log_prob_model.gather(1, cols) * in_segment
+        ids = tree.add_children(
+            nodes[rows], out.tokens, k_to[out.rows].cpu().numpy(), seg_lp, seg_lpm, self.is_complete(out.tokens)
+        )
+        return rows, ids
+
+    def rollout_in_tree(self, tree: Tree, nodes: np.ndarray) -> np.ndarray:
+        """Extend each node segment by segment to a terminal node, adding every node on the way (DTS).
+
+        Returns terminal ids aligned with ``nodes`` (-1 where the budget cut the rollout).
+        """
+        out = np.full(len(nodes), -1, np.int64)
+        current, position = np.asarray(nodes, np.int64), np.arange(len(nodes))
+        while current.size:
+            done = tree.terminal[current]
+            out[position[done]] = current[done]
+            current, position = current[~done], position[~done]
+            if not current.size:
+                break
+            rows, ids = self.expand(tree, current)
+            current, position = ids, position[rows]
+        return out
+
+    def score_nodes(self, tree: Tree, ids: np.ndarray) -> np.ndarray:
+        """Score terminal nodes whose reward is unknown; returns Bool[len(ids)]: reward known afterwards."""
+        unknown = np.isnan(tree.reward[ids, 0])
+        todo = np.unique(ids[unknown])
+        if todo.size:
+            scored = self.score(tree.token_tensor(todo).to(self.device))
+            rows = scored.rows.cpu().numpy()
+            tree.reward[todo[rows]] = scored.rewards.numpy()
+        return ~np.isnan(tree.reward[ids, 0])
+
+    def node_scores(self, tree: Tree, ids: np.ndarray) -> np.ndarray:
+        """Scalarised rewards of scored nodes, float64 [len(ids)]."""
+        return self.problem.scalarize(torch.from_numpy(tree.reward[ids])).numpy()
+
+    # ------------------------------------------------------------------------------------------------ result
+    def finish(
+        self,
+        algorithm: str,
+        *,
+        tokens: Tensor,
+        rewards: Tensor,
+        log_prob: Tensor,
+        log_prob_model: Tensor,
+        weights: Tensor | None = None,
+        iterations: int = 0,
+        tree: Tree | None = None,
+        sort: bool = True,
+    ) -> SearchResult:
+        """Assemble the result: designs sorted by scalarised reward (best first) unless ``sort`` is False.
+
+        tokens [N, L], rewards [N, K], log_prob / log_prob_model [N, T] per step, weights [N] or None.
+        """
+        from seqtree.search.budget import STOP_COMPLETED
+
+        self.meter.halt(STOP_COMPLETED)
+        self.record()
+        tokens = tokens.cpu()
+        rewards = rewards.double().cpu()
+        scores = self.problem.scalarize(rewards)
+        order = torch.argsort(scores, descending=True, stable=True) if sort else torch.arange(len(scores))
+        tokens, rewards, scores = tokens[order], rewards[order], scores[order]
+        log_prob, log_prob_model = log_prob.cpu()[order], log_prob_model.cpu()[order]
+        if weights is not None:
+            weights = weights.double().cpu()[order]
+        designs = Designs(self.decode(tokens), tokens, rewards, scores, log_prob_model.sum(-1), weights)
+        front = None
+        if rewards.shape[1] > 1:
+            keep = pareto_mask(rewards)
+            front = Designs(
+                [s for s, k in zip(designs.sequences, keep.tolist()) if k], tokens[keep], rewards[keep],
+                scores[keep], designs.log_prob_model[keep], None if weights is None else weights[keep],
+            )  # fmt: skip
+        m = self.meter
+        return SearchResult(
+            algorithm=algorithm,
+            designs=designs,
+            trajectories=Trajectories(tokens, log_prob, log_prob_model),
+            curve=list(self.curve),
+            nfe=m.nfe,
+            oracle_calls=m.oracle_calls,
+            seconds=m.seconds,
+            stop_reason=m.stop_reason or STOP_COMPLETED,
+            iterations=iterations,
+            pareto_front=front,
+            tree=tree,
+            extras={"denoiser_seconds": m.denoiser_seconds, "denoiser_calls": m.denoiser_calls},
+        )
+
+    def empty_columns(self) -> dict[str, Tensor]:
+        """Zero-row design columns (a search stopped before any design was complete)."""
+        p = self.problem
+        return {
+            "tokens": torch.zeros(0, p.length, dtype=torch.long),
+            "rewards": torch.zeros(0, p.num_objectives, dtype=torch.float64),
+            "log_prob": torch.zeros(0, p.num_steps),
+            "log_prob_model": torch.zeros(0, p.num_steps),
+        }

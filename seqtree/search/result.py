@@ -1,0 +1,98 @@
+"""What every search returns: designs, the anytime curve, trajectories for a replay buffer, and the accounting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from seqtree.search.tree import Tree
+
+CURVE_COLUMNS = ("nfe", "oracle_calls", "seconds", "best_reward", "mean_reward")
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """One point of the anytime curve, recorded after every oracle call (and once at the end)."""
+
+    nfe: int
+    oracle_calls: int
+    seconds: float
+    best_reward: float  # best scalarised reward of any sequence scored so far
+    mean_reward: float  # mean scalarised reward of all sequences produced so far
+
+
+@dataclass(frozen=True)
+class Designs:
+    """Designs as columns, sorted by scalarised reward (best first)."""
+
+    sequences: list[str]
+    tokens: Tensor  # [N, L] long
+    rewards: Tensor  # [N, K] float64 oracle rewards (K objectives)
+    scores: Tensor  # [N] float64 scalarised rewards
+    log_prob_model: Tensor  # [N] float32 log-probability of the sampling path under the untempered model
+    weights: Tensor | None  # [N] float64 normalised weights of the algorithm (SMC, DTS, best-of-N), else None
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def to_dataframe(self):
+        import pandas as pd
+
+        data: dict[str, object] = {"sequence": self.sequences, "reward": self.scores.tolist()}
+        if self.rewards.shape[1] > 1:
+            for j in range(self.rewards.shape[1]):
+                data[f"reward_{j}"] = self.rewards[:, j].tolist()
+        data["log_prob_model"] = self.log_prob_model.tolist()
+        if self.weights is not None:
+            data["weight"] = self.weights.tolist()
+        return pd.DataFrame(data)
+
+
+@dataclass(frozen=True)
+class Trajectories:
+    """Sampling paths of the designs (same rows), as a replay buffer needs them."""
+
+    tokens: Tensor  # [N, L] final tokens
+    log_prob: Tensor  # [N, T] per reverse step, under the distribution sampled from (T = num_steps)
+    log_prob_model: Tensor  # [N, T] per reverse step, under the untempered model
+
+
+@dataclass
+class SearchResult:
+    algorithm: str
+    designs: Designs
+    trajectories: Trajectories
+    curve: list[CurvePoint]
+    nfe: int
+    oracle_calls: int
+    seconds: float
+    stop_reason: str  # "nfe", "oracle_calls", "seconds", "iterations" or "completed"
+    iterations: int = 0
+    pareto_front: Designs | None = None  # non-dominated designs when the oracle has several objectives
+    tree: Tree | None = None  # the search tree (tree algorithms)
+    extras: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def best_reward(self) -> float:
+        """Best scalarised reward seen by the search (any sequence scored), NaN if none."""
+        return self.curve[-1].best_reward if self.curve else float("nan")
+
+    def curve_dataframe(self):
+        import pandas as pd
+
+        return pd.DataFrame([vars(p) for p in self.curve], columns=list(CURVE_COLUMNS))
+
+    def designs_dataframe(self):
+        return self.designs.to_dataframe()
+
+
+def pareto_mask(points: Tensor) -> Tensor:
+    """[N, K] -> Bool[N]: rows not dominated by any other row (maximisation; duplicates all kept)."""
+    if points.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.bool)
+    a = points.unsqueeze(1)  # [N, 1, K]
+    b = points.unsqueeze(0)  # [1, N, K]
+    dominated = ((b >= a).all(-1) & (b > a).any(-1)).any(1)
+    return ~dominated

@@ -1,0 +1,249 @@
+"""Array storage of a search tree in the manner of mctx: one preallocated array per node field, grown by doubling.
+
+Node i is the i-th node added; nothing is a Python object per node. Children form a singly linked list in order of
+creation (``first_child`` / ``next_sibling``), which suits progressive widening where children arrive one at a
+time. Tokens are stored compactly (uint8 when the vocabulary fits, else int16 / int32). A tree is saved to one
+safetensors file (arrays plus string metadata; nothing is unpickled on load) together with whatever extra arrays
+the caller needs to resume (generator state, counters, curve).
+
+Memory per node: L token bytes + about 60 + 8 (K - 1) * 2 + 8 S bytes (S = branch_every, K = objectives).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.numpy import save_file
+from torch import Tensor
+
+NO_NODE = -1
+_GROWN = (
+    "parent", "depth", "step", "first_child", "last_child", "next_sibling", "num_children", "terminal", "closed",
+    "visits",
+    "value", "value_sum", "soft_value", "reward", "log_prob", "log_prob_model", "step_log_prob",
+    "step_log_prob_model", "tokens",
+)  # fmt: skip
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    if vocab_size <= 256:
+        return np.dtype(np.uint8)
+    if vocab_size <= 32768:
+        return np.dtype(np.int16)
+    return np.dtype(np.int32)
+
+
+@dataclass
+class Tree:
+    """A growable search tree; arrays have ``capacity`` rows, the first ``size`` are nodes. Node 0 is the root."""
+
+    num_steps: int
+    branch_every: int
+    num_objectives: int
+    vocab_size: int
+    size: int
+    parent: np.ndarray  # [C] int32, NO_NODE for the root
+    depth: np.ndarray  # [C] int16 segments from the root
+    step: np.ndarray  # [C] int16 diffusion step k of the node's state (t = 1 - k / num_steps)
+    first_child: np.ndarray  # [C] int32
+    last_child: np.ndarray  # [C] int32
+    next_sibling: np.ndarray  # [C] int32
+    num_children: np.ndarray  # [C] int32
+    terminal: np.ndarray  # [C] bool: no masked position left
+    closed: np.ndarray  # [C] bool: nothing left to explore below (terminal, or every child closed; MCTS)
+    visits: np.ndarray  # [C] int64
+    value: np.ndarray  # [C] float64 scalar value (max backup of DTS*, mean of MCTS)
+    value_sum: np.ndarray  # [C, K] float64 sum of backed-up reward vectors (MCTS)
+    soft_value: np.ndarray  # [C] float64 soft value alpha log mean exp(V(child) / alpha) (DTS)
+    reward: np.ndarray  # [C, K] float64 oracle reward of a terminal node, NaN until scored
+    log_prob: np.ndarray  # [C] float32 log-probability of the segment parent -> node under the proposal
+    log_prob_model: np.ndarray  # [C] float32 the same under the untempered model
+    step_log_prob: np.ndarray  # [C, S] float32 per reverse step of the segment (proposal), 0 past its end
+    step_log_prob_model: np.ndarray  # [C, S] float32 per reverse step (model)
+    tokens: np.ndarray  # [C, L] uint8 / int16 / int32 state at the node's step
+    extras: dict[str, np.ndarray] = field(default_factory=dict)  # saved alongside (generator state, counters)
+
+    # ------------------------------------------------------------------------------------------------ build
+    @classmethod
+    def create(
+        cls,
+        root: Tensor,
+        *,
+        num_steps: int,
+        branch_every: int,
+        num_objectives: int,
+        vocab_size: int,
+        mask_id: int,
+        capacity: int = 1024,
+    ) -> Tree:
+        """A tree holding only ``root`` [L] at step 0."""
+        length = int(root.shape[0])
+        capacity = max(int(capacity), 1)
+        k, s = num_objectives, branch_every
+        tree = cls(
+            num_steps=num_steps,
+            branch_every=branch_every,
+            num_objectives=num_objectives,
+            vocab_size=vocab_size,
+            size=0,
+            parent=np.full(capacity, NO_NODE, np.int32),
+            depth=np.zeros(capacity, np.int16),
+            step=np.zeros(capacity, np.int16),
+            first_child=np.full(capacity, NO_NODE, np.int32),
+            last_child=np.full(capacity, NO_NODE, np.int32),
+            next_sibling=np.full(capacity, NO_NODE, np.int32),
+            num_children=np.zeros(capacity, np.int32),
+            terminal=np.zeros(capacity, bool),
+            closed=np.zeros(capacity, bool),
+            visits=np.zeros(capacity, np.int64),
+            value=np.full(capacity, np.nan),
+            value_sum=np.zeros((capacity, k)),
+            soft_value=np.full(capacity, np.nan),
+            reward=np.full((capacity, k), np.nan),
+            log_prob=np.zeros(capacity, np.float32),
+            log_prob_model=np.zeros(capacity, np.float32),
+            step_log_prob=np.zeros((capacity, s), np.float32),
+            step_log_prob_model=np.zeros((capacity, s), np.float32),
+            tokens=np.zeros((capacity, length), token_dtype(vocab_size)),
+        )
+        tree.size = 1
+        tree.tokens[0] = root.cpu().numpy()
+        tree.terminal[0] = tree.closed[0] = not bool((root == mask_id).any())
+        return tree
+
+    @property
+    def capacity(self) -> int:
+        return int(self.parent.shape[0])
+
+    @property
+    def length(self) -> int:
+        return int(self.tokens.shape[1])
+
+    def _reserve(self, extra: int) -> None:
+        need = self.size + extra
+        if need <= self.capacity:
+            return
+        new_capacity = self.capacity
+        while new_capacity < need:
+            new_capacity *= 2
+        for name in _GROWN:
+            old = getattr(self, name)
+            fill = {"parent": NO_NODE, "first_child": NO_NODE, "last_child": NO_NODE, "next_sibling": NO_NODE}
+            default = fill.get(name, np.nan if name in ("value", "soft_value", "reward") else 0)
+            grown = np.full((new_capacity, *old.shape[1:]), default, dtype=old.dtype)
+            grown[: self.size] = old[: self.size]
+            setattr(self, name, grown)
+
+    def add_children(
+        self,
+        parents: np.ndarray,
+        tokens: Tensor,
+        steps: np.ndarray,
+        step_log_prob: Tensor,
+        step_log_prob_model: Tensor,
+        terminal: Tensor,
+    ) -> np.ndarray:
+        """Append one child per row: parents [B] int, tokens [B, L], steps [B] (the children's step),
+        step_log_prob(_model) [B, S] float, terminal [B] bool. Returns the new ids [B] int64."""
+        count = int(parents.shape[0])
+        self._reserve(count)
+        ids = np.arange(self.size, self.size + count, dtype=np.int64)
+        self.size += count
+        parents = parents.astype(np.int32)
+        self.parent[ids] = parents
+        self.depth[ids] = self.depth[parents] + 1
+        self.step[ids] = steps
+        self.tokens[ids] = tokens.cpu().numpy().astype(self.tokens.dtype)
+        slp = step_log_prob.cpu().numpy().astype(np.float32)
+        slpm = step_log_prob_model.cpu().numpy().astype(np.float32)
+        self.step_log_prob[ids] = slp
+        self.step_log_prob_model[ids] = slpm
+        self.log_prob[ids] = slp.sum(-1)
+        self.log_prob_model[ids] = slpm.sum(-1)
+        self.terminal[ids] = terminal.cpu().numpy()
+        self.closed[ids] = self.terminal[ids]
+        for node, par in zip(ids.tolist(), parents.tolist()):  # link siblings in creation order
+            last = self.last_child[par]
+            if last == NO_NODE:
+                self.first_child[par] = node
+            else:
+                self.next_sibling[last] = node
+            self.last_child[par] = node
+            self.num_children[par] += 1
+        return ids
+
+    # ----------------------------------------------------------------------------------------------- query
+    def children(self, node: int) -> np.ndarray:
+        """Ids of the children of ``node`` in creation order, [num_children] int64."""
+        out = np.empty(int(self.num_children[node]), np.int64)
+        child = int(self.first_child[node])
+        i = 0
+        while child != NO_NODE:
+            out[i] = child
+            i += 1
+            child = int(self.next_sibling[child])
+        return out
+
+    def path(self, node: int) -> np.ndarray:
+        """Ids from the root to ``node`` inclusive."""
+        out = []
+        while node != NO_NODE:
+            out.append(node)
+            node = int(self.parent[node])
+        return np.array(out[::-1], np.int64)
+
+    def token_tensor(self, ids: np.ndarray) -> Tensor:
+        """Tokens of nodes ``ids`` as Long[len(ids), L]."""
+        return torch.from_numpy(self.tokens[ids].astype(np.int64))
+
+    def path_step_log_probs(self, node: int) -> tuple[Tensor, Tensor]:
+        """Per-step log-probabilities (proposal, model) along the root -> node path, two Float[num_steps]."""
+        proposal = torch.zeros(self.num_steps)
+        model = torch.zeros(self.num_steps)
+        for n in self.path(node)[1:].tolist():
+            start = int(self.step[self.parent[n]])
+            width = int(self.step[n]) - start
+            proposal[start : start + width] = torch.from_numpy(self.step_log_prob[n, :width].copy())
+            model[start : start + width] = torch.from_numpy(self.step_log_prob_model[n, :width].copy())
+        return proposal, model
+
+    def nbytes(self) -> int:
+        """Bytes held by the node arrays (capacity included)."""
+        return sum(getattr(self, name).nbytes for name in _GROWN)
+
+    # ---------------------------------------------------------------------------------------------- persist
+    def save(self, path: str | Path) -> Path:
+        """Write the used part of every array, the extras and the metadata to one safetensors file."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {name: np.ascontiguousarray(getattr(self, name)[: self.size]) for name in _GROWN}
+        arrays.update({f"extra.{k}": np.ascontiguousarray(v) for k, v in self.extras.items()})
+        meta = {
+            "num_steps": self.num_steps,
+            "branch_every": self.branch_every,
+            "num_objectives": self.num_objectives,
+            "vocab_size": self.vocab_size,
+            "size": self.size,
+        }
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        save_file(arrays, str(tmp), metadata={"seqtree_tree": json.dumps(meta)})
+        tmp.replace(path)  # atomic
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Tree:
+        arrays: dict[str, np.ndarray] = {}
+        with safe_open(str(path), framework="numpy") as handle:
+            meta = json.loads(handle.metadata()["seqtree_tree"])
+            for key in handle.keys():
+                arrays[key] = handle.get_tensor(key)
+        extras = {k.removeprefix("extra."): v for k, v in arrays.items() if k.startswith("extra.")}
+        fields = {name: arrays[name] for name in _GROWN}
+        tree = cls(extras=extras, **meta, **fields)
+        tree._reserve(max(1024, tree.size))  # room to grow (also makes the arrays writable copies)
+        return tree

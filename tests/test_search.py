@@ -1,0 +1,317 @@
+"""Search algorithms on an enumerable toy: exactness (DTS, SMC), optimisation (DTS*, MCTS), budgets, determinism,
+resume, and a contract every algorithm in ALGORITHMS passes unchanged.
+
+The toy: an exact denoiser of a random joint p over 4^5 DNA sequences, ancestral sampling with 6 steps branched
+every 2 (a tree of depth 3), and a reward table with a known argmax. The reference is the *sampler's* law
+p_anc (positions unmasked in one step are drawn independently, so p_anc != p), computed exactly by dynamic
+programming, tilted: pi*(x) ~ p_anc(x) exp(r(x) / alpha).
+
+TV bounds: a sampler of pi* that returns n i.i.d. draws has TV(empirical, pi*) below ``tv_null_quantile(pi*, n,
+0.99)`` with probability 0.99. A weighted sample (SMC particles, the terminal leaves of a DTS tree weighted by the
+probability of reaching them) is compared at its Kish effective sample size n_eff = 1 / sum w^2, plus a tolerance
+of 0.05 for what the algorithm adds (resampling noise in SMC; in DTS the self-normalised Boltzmann choice among
+finitely many children, whose bias is O(1 / children) and vanishes as the tree widens).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from fakes import (
+    MASK_ID,
+    ExactJointDenoiser,
+    TableOracle,
+    ancestral_distribution,
+    empirical_distribution,
+    random_joint,
+    tilted_distribution,
+    total_variation,
+    tv_null_quantile,
+)
+from seqtree.models.tokenizers import dna_tokenizer
+from seqtree.samplers import sample_ancestral
+from seqtree.search import (
+    ALGORITHMS,
+    Budget,
+    SearchProblem,
+    Tree,
+    pareto_mask,
+    run_best_of_n,
+    run_dts,
+    run_dts_star,
+    run_mcts,
+    run_search,
+    run_smc,
+    terminal_probabilities,
+)
+
+V, L, STEPS, BRANCH, ALPHA = 4, 5, 6, 2, 0.5
+TOLERANCE = 0.05
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one intra-op thread is ~10x faster on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class Toy:
+    def __init__(self) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.probs = random_joint(V, L, g)
+        self.denoiser = ExactJointDenoiser(self.probs, V, L)
+        self.diffusion = self.denoiser.diffusion()
+        self.base = ancestral_distribution(self.denoiser, self.diffusion, STEPS)
+        rewards = torch.rand(V**L, generator=g, dtype=torch.float64) * 2.0
+        # the argmax: a sequence of moderate probability (rank 20 under the sampler), reward 3
+        self.argmax = int(self.base.argsort(descending=True)[20])
+        rewards[self.argmax] = 3.0
+        self.rewards = rewards
+        self.target = tilted_distribution(self.base, rewards, ALPHA)
+        self.tokenizer = dna_tokenizer()
+
+    def problem(self, oracle=None, root=None, **kwargs) -> SearchProblem:
+        return SearchProblem(
+            self.denoiser, self.diffusion, self.tokenizer, oracle or TableOracle(self.rewards, "ACGT", L),
+            torch.full((L,), MASK_ID) if root is None else root, num_steps=STEPS, branch_every=BRANCH, **kwargs,
+        )  # fmt: skip
+
+    def argmax_sequence(self) -> str:
+        return self.tokenizer.decode((self.denoiser.sequences[self.argmax] + 2).tolist())
+
+
+@pytest.fixture(scope="module")
+def toy() -> Toy:
+    return Toy()
+
+
+def gen(seed: int = 1) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def weighted_tv(toy: Toy, tokens: torch.Tensor, weights: torch.Tensor) -> tuple[float, float]:
+    """TV of the weighted empirical law to pi*, and the Kish effective sample size of the weights."""
+    weights = weights.double() / weights.sum()
+    estimate = empirical_distribution(toy.denoiser.index_of(tokens), V**L, weights)
+    return total_variation(estimate, toy.target), float(1.0 / (weights * weights).sum())
+
+
+# -------------------------------------------------------------------------------------------- references
+def test_reference_is_the_ancestral_samplers_law(toy):
+    out = sample_ancestral(
+        toy.denoiser, toy.diffusion, torch.full((4000, L), MASK_ID), generator=gen(), num_steps=STEPS
+    )
+    empirical = empirical_distribution(toy.denoiser.index_of(out.tokens), V**L)
+    assert total_variation(empirical, toy.base) < tv_null_quantile(toy.base, 4000, 0.99, 200)
+    assert total_variation(toy.base, toy.probs) > 0.01  # coarse steps: p_anc differs from p
+
+
+# ------------------------------------------------------------------------------------------------- tree
+def test_tree_grows_links_children_and_round_trips(tmp_path):
+    root = torch.tensor([MASK_ID] * 3)
+    tree = Tree.create(root, num_steps=4, branch_every=2, num_objectives=1, vocab_size=6, mask_id=MASK_ID, capacity=2)
+    assert tree.tokens.dtype == np.uint8
+    ids = tree.add_children(
+        np.array([0, 0, 0]), torch.tensor([[2, 1, 1], [3, 1, 1], [2, 4, 1]]), np.array([2, 2, 2]),
+        torch.ones(3, 2), torch.ones(3, 2) * 2, torch.zeros(3, dtype=torch.bool),
+    )  # fmt: skip
+    grandchild = tree.add_children(
+        ids[:1],
+        torch.tensor([[2, 3, 4]]),
+        np.array([4]),
+        torch.ones(1, 2),
+        torch.ones(1, 2),
+        torch.ones(1, dtype=torch.bool),
+    )
+    assert tree.capacity == 8 and tree.size == 5
+    assert tree.children(0).tolist() == ids.tolist()
+    assert tree.path(int(grandchild[0])).tolist() == [0, int(ids[0]), int(grandchild[0])]
+    assert tree.log_prob_model[ids].tolist() == [4.0, 4.0, 4.0]
+    tree.reward[grandchild] = 1.5
+    path = tree.save(tmp_path / "tree.safetensors")
+    loaded = Tree.load(path)
+    assert loaded.size == tree.size
+    for name in ("parent", "step", "tokens", "first_child", "next_sibling", "reward", "step_log_prob"):
+        np.testing.assert_array_equal(getattr(loaded, name)[: tree.size], getattr(tree, name)[: tree.size])
+    assert loaded.children(0).tolist() == ids.tolist()
+
+
+# ------------------------------------------------------------------------------------------ exactness
+def test_dts_tree_converges_to_the_tilted_distribution(toy):
+    tvs, bounds = [], []
+    for iterations in (25, 100, 400):  # x 8 leaves per iteration
+        result = run_dts(
+            toy.problem(), Budget(), generator=gen(), max_iterations=iterations, leaves_per_iteration=8, alpha=ALPHA
+        )
+        tree = result.tree
+        terminal = np.nonzero(tree.terminal[: tree.size])[0]
+        prob = torch.from_numpy(terminal_probabilities(tree, ALPHA)[terminal])
+        tv, n_eff = weighted_tv(toy, tree.token_tensor(terminal), prob)
+        tvs.append(tv)
+        bounds.append(tv_null_quantile(toy.target, int(n_eff), 0.99, 200) + TOLERANCE)
+        assert len(result.designs) == 16 and result.designs.weights is None
+    assert tvs[0] > tvs[1] > tvs[2], tvs
+    assert tvs[2] < bounds[2], (tvs, bounds)
+    assert tvs[2] < 0.75 * total_variation(toy.base, toy.target)  # much closer to pi* than the untilted sampler
+
+
+@pytest.mark.parametrize("potential", ["difference", "max", "sum"])
+def test_smc_weighted_particles_estimate_the_tilted_distribution(toy, potential):
+    result = run_smc(
+        toy.problem(),
+        Budget(),
+        generator=gen(),
+        num_particles=4096,
+        potential=potential,
+        ess_threshold=0.9,
+        alpha=ALPHA,
+    )
+    assert result.stop_reason == "completed" and len(result.designs) == 4096
+    tv, n_eff = weighted_tv(toy, result.designs.tokens, result.designs.weights)
+    assert tv < tv_null_quantile(toy.target, int(n_eff), 0.99, 200) + TOLERANCE, (tv, n_eff)
+
+
+# -------------------------------------------------------------------------------------------- optimisation
+def test_dts_star_finds_the_argmax(toy):
+    result = run_dts_star(toy.problem(), Budget(nfe=3000), generator=gen(), leaves_per_iteration=4)
+    assert result.designs.sequences[0] == toy.argmax_sequence()
+    assert result.best_reward == 3.0
+
+
+def test_mcts_finds_the_argmax(toy):
+    result = run_mcts(toy.problem(), Budget(nfe=3000), generator=gen(), num_children=16)
+    assert result.designs.sequences[0] == toy.argmax_sequence()
+
+
+def test_best_of_n_returns_the_best_of_exactly_n_samples(toy):
+    oracle = TableOracle(toy.rewards, "ACGT", L)
+    result = run_best_of_n(
+        toy.problem(oracle, memoize_oracle=False), Budget(), generator=gen(), num_samples=50, batch_size=16
+    )
+    assert len(result.designs) == 50 and oracle.sequences == 50 == result.oracle_calls
+    scores = toy.rewards[toy.denoiser.index_of(result.designs.tokens)]
+    assert torch.equal(result.designs.scores, scores)
+    assert result.designs.scores[0] == scores.max() == result.best_reward
+    assert math.isclose(float(result.designs.weights.sum()), 1.0)
+
+
+def test_mcts_multi_objective_returns_a_pareto_front(toy):
+    table = torch.stack([toy.rewards, toy.rewards.flip(0)], 1)
+    result = run_mcts(toy.problem(TableOracle(table, "ACGT", L)), Budget(nfe=600), generator=gen())
+    front = result.pareto_front
+    assert front is not None and len(front) >= 1 and front.rewards.shape[1] == 2
+    assert pareto_mask(front.rewards).all()
+    # no design dominates a member of the front
+    everything = torch.cat([result.designs.rewards, front.rewards])
+    assert pareto_mask(everything)[len(result.designs) :].all()
+
+
+# -------------------------------------------------------------------------------------- budget and resume
+@pytest.mark.parametrize(
+    "budget", [Budget(nfe=1), Budget(nfe=37), Budget(oracle_calls=5), Budget(nfe=90, oracle_calls=12)]
+)
+@pytest.mark.parametrize("name", list(ALGORITHMS))
+def test_budget_is_never_exceeded_and_counts_are_exact(toy, name, budget):
+    oracle = TableOracle(toy.rewards, "ACGT", L)
+    rows_before = toy.denoiser.rows
+    result = run_search(name, toy.problem(oracle), budget, generator=gen())
+    assert result.nfe == toy.denoiser.rows - rows_before
+    assert result.oracle_calls == oracle.sequences
+    assert budget.nfe is None or result.nfe <= budget.nfe
+    assert budget.oracle_calls is None or result.oracle_calls <= budget.oracle_calls
+    assert result.stop_reason in ("nfe", "oracle_calls", "completed")
+
+
+def test_resumed_tree_equals_an_uninterrupted_run(toy, tmp_path):
+    for run in (run_dts, run_dts_star):
+        whole = run(toy.problem(), Budget(), generator=gen(), max_iterations=30, leaves_per_iteration=2)
+        path = str(tmp_path / f"{run.__name__}.safetensors")
+        run(toy.problem(), Budget(), generator=gen(), max_iterations=12, leaves_per_iteration=2, save_to=path)
+        resumed = run(
+            toy.problem(), Budget(), generator=gen(99), max_iterations=30, leaves_per_iteration=2, resume_from=path
+        )
+        assert resumed.designs.sequences == whole.designs.sequences
+        assert (resumed.nfe, resumed.oracle_calls, resumed.iterations) == (whole.nfe, whole.oracle_calls, 30)
+        a, b = whole.tree, resumed.tree
+        assert a.size == b.size
+        for name in ("parent", "tokens", "visits", "soft_value", "value", "reward", "step_log_prob_model"):
+            np.testing.assert_array_equal(getattr(a, name)[: a.size], getattr(b, name)[: b.size])
+        assert [(c.nfe, c.oracle_calls) for c in resumed.curve] == [(c.nfe, c.oracle_calls) for c in whole.curve]
+
+
+# --------------------------------------------------------------------------------------------- contract
+@pytest.mark.parametrize("name", list(ALGORITHMS))
+def test_contract(toy, name):
+    """Every algorithm: well-formed result, fixed positions kept, true rewards, monotone curve, deterministic."""
+    root = torch.tensor([MASK_ID, 3, MASK_ID, MASK_ID, 5])  # C and T fixed
+    budget = Budget(nfe=400, oracle_calls=150)
+    first = run_search(name, toy.problem(root=root), budget, generator=gen(3))
+    again = run_search(name, toy.problem(root=root), budget, generator=gen(3))
+    designs = first.designs
+    assert len(designs) > 0 and first.algorithm == name
+    assert designs.tokens.shape == (len(designs), L)
+    assert (designs.tokens[:, 1] == 3).all() and (designs.tokens[:, 4] == 5).all()
+    assert all(s[1] == "C" and s[4] == "T" and len(s) == L for s in designs.sequences)
+    assert torch.equal(designs.scores, toy.rewards[toy.denoiser.index_of(designs.tokens)])
+    assert (designs.scores[:-1] >= designs.scores[1:]).all()
+    traj = first.trajectories
+    assert traj.log_prob_model.shape == (len(designs), STEPS)
+    assert torch.allclose(traj.log_prob_model.sum(-1), designs.log_prob_model)
+    assert (traj.log_prob_model <= 0).all()
+    assert first.nfe <= 400 and first.oracle_calls <= 150
+    nfes = [c.nfe for c in first.curve]
+    assert nfes == sorted(nfes) and first.curve[-1].best_reward >= float(designs.scores[0])
+    assert first.curve_dataframe().shape[1] == 5 and len(first.designs_dataframe()) == len(designs)
+    assert again.designs.sequences == designs.sequences and again.nfe == first.nfe
+    assert torch.equal(again.trajectories.log_prob, traj.log_prob)
+
+
+def test_params_are_validated_by_name(toy):
+    with pytest.raises(ValueError, match="widening_c"):
+        run_search("dts", toy.problem(), Budget(nfe=10), generator=gen(), widening_c=-1)
+    with pytest.raises(ValueError, match="not_a_field"):
+        run_search("smc", toy.problem(), Budget(nfe=10), generator=gen(), not_a_field=1)
+    with pytest.raises(ValueError, match="unknown search algorithm"):
+        run_search("nope", toy.problem(), Budget(nfe=10), generator=gen())
+    with pytest.raises(ValueError, match="Budget.nfe"):
+        Budget(nfe=-1)
+    with pytest.raises(ValueError, match="bounded budget"):
+        run_search("dts", toy.problem(), Budget(), generator=gen())
+
+
+# ------------------------------------------------------------------------------------- observer and interrupt
+@pytest.mark.parametrize("name", list(ALGORITHMS))
+def test_observer_sees_every_curve_point_and_can_stop_the_search(toy, name):
+    seen = []
+
+    def observe(point):
+        seen.append(point)
+        return len(seen) >= 3  # ask to stop after the third point
+
+    result = run_search(name, toy.problem(observer=observe), Budget(nfe=4000), generator=gen())
+    assert result.stop_reason in ("interrupted", "completed")
+    assert [(p.nfe, p.oracle_calls) for p in seen] == [(p.nfe, p.oracle_calls) for p in result.curve[: len(seen)]]
+    whole = run_search(name, toy.problem(), Budget(nfe=4000), generator=gen())
+    assert result.nfe <= whole.nfe
+
+
+def test_interrupted_tree_resumes_to_the_uninterrupted_result(toy, tmp_path):
+    """Stopping from the observer lands on an iteration boundary, so the saved tree continues exactly."""
+    for run in (run_dts, run_dts_star):
+        budget = Budget(nfe=600)
+        whole = run(toy.problem(), budget, generator=gen(), leaves_per_iteration=2)
+        path = str(tmp_path / f"{run.__name__}-cut.safetensors")
+        calls = []
+        cut = run(toy.problem(observer=lambda p: calls.append(p) or len(calls) >= 5), budget, generator=gen(),
+                  leaves_per_iteration=2, save_to=path)  # fmt: skip
+        assert cut.stop_reason == "interrupted" and cut.nfe < whole.nfe
+        resumed = run(toy.problem(), budget, generator=gen(7), leaves_per_iteration=2, resume_from=path)
+        assert resumed.designs.sequences == whole.designs.sequences
+        assert (resumed.nfe, resumed.oracle_calls) == (whole.nfe, whole.oracle_calls)
