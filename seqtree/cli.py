@@ -138,7 +138,7 @@ def design(
     progress: Annotated[bool | None, typer.Option(help="progress bar (default: only on a terminal)")] = None,
 ) -> None:
     """Search for high-reward sequences as a recipe says; write designs, curve, plots and a summary."""
-    from seqtree.design import load_run_recipe, run_design, stop_on_signals, StopFlag
+    from seqtree.design import StopFlag, load_run_recipe, run_design, stop_on_signals
     from seqtree.models.tokenizers import TokenizationError
     from seqtree.recipe import load_design_recipe, validate_design_recipe
 
@@ -169,6 +169,12 @@ def design(
         f"{run.run_dir}: best reward {summary['best_reward']:.4g}, {summary['nfe']} NFE, "
         f"{summary['oracle_calls']} oracle calls, {summary['seconds']:.1f} s ({summary['stop_reason']})"
     )
+    if summary["num_designs"] == 0:
+        typer.echo(
+            "warning: no design was completed within the budget; raise budget.nfe / budget.oracle_calls "
+            "or make one pass of the algorithm smaller (e.g. search.num_particles)",
+            err=True,
+        )
     if summary["interrupted"]:
         typer.echo(f"interrupted: partial results written; continue with seqtree design --resume {run.run_dir}")
         raise typer.Exit(130)

@@ -7,6 +7,7 @@ are applied last; the value is parsed as YAML (``--set budget.nfe=2000`` gives a
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -73,16 +74,23 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         except yaml.YAMLError:
             value = raw
         parts = key.strip().split(".")
-        node = data
-        for part in parts[:-1]:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = {} if child is None else child
-                if not isinstance(child, dict):
-                    raise RecipeError(f"--set {override!r}: {part} is not a section")
-            node[part] = dict(child)
-            node = node[part]
-        node[parts[-1]] = value
+        node: Any = data
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise RecipeError(f"--set {override!r}: {part!r} is not an index of a {len(node)}-item list")
+                index: Any = int(part)
+            elif isinstance(node, dict):
+                index = part
+            else:
+                raise RecipeError(f"--set {override!r}: {'.'.join(parts[:depth])} is not a section")
+            if last:
+                node[index] = value
+            else:
+                child = node[index] if (isinstance(node, list) or part in node) else None
+                node[index] = copy.copy(child) if isinstance(child, (dict, list)) else ({} if child is None else child)
+                node = node[index]
     return data
 
 

@@ -95,6 +95,25 @@ def build_root(recipe: DesignRecipe, model) -> torch.Tensor:
     )
 
 
+def build_oracle(recipe: DesignRecipe):
+    """The recipe's oracle pipeline; a parameter a registered oracle rejects is a RecipeError naming it."""
+    from pydantic import ValidationError
+
+    from seqtree.config import RecipeError, format_validation_error
+    from seqtree.oracles import build_oracle_from_spec
+
+    try:
+        return build_oracle_from_spec(recipe.oracle_spec())
+    except ValidationError as error:
+        raise RecipeError(format_validation_error(error, "oracle").replace("oracle: ", "oracle.", 1)) from None
+    except (TypeError, KeyError, ValueError) as error:
+        cause = error.__cause__
+        if isinstance(cause, ValidationError):  # a registered oracle rejected one of its params
+            detail = format_validation_error(cause, "params").replace("params: ", "params.", 1)
+            raise RecipeError(f"oracle: {str(error).splitlines()[0]}: {detail}") from None
+        raise RecipeError("oracle: " + " ".join(str(error).split())) from None
+
+
 def supports_state(recipe: DesignRecipe) -> bool:
     """Whether the algorithm can save its search state and continue it exactly (a tree with its generator)."""
     return {"save_to", "resume_from"} <= set(recipe.search_params().model_fields)
@@ -111,7 +130,6 @@ def run_design(
 ) -> DesignRun:
     """Run the recipe and write the run directory; returns the run (result and summary)."""
     from seqtree.models.loading import load_model
-    from seqtree.oracles import build_oracle_from_spec
     from seqtree.search import Budget, SearchProblem, run_search
 
     run_dir = resolved_run_dir(recipe, out)
@@ -123,7 +141,7 @@ def run_design(
     rundir.write_atomic(run_dir / rundir.RECIPE, yaml.safe_dump(resolved, sort_keys=False))
 
     model = load_model(recipe.model.name, trust_remote_code=recipe.model.trust_remote_code)
-    oracle = TimedOracle(build_oracle_from_spec(recipe.oracle_spec()))
+    oracle = TimedOracle(build_oracle(recipe))
     root = build_root(recipe, model)
     params = recipe.search.params()
     if supports_state(recipe):

@@ -144,10 +144,10 @@ def check_design_recipe(recipe: DesignRecipe) -> dict[str, str]:
     """Checks beyond the schema, without running: the oracle builds, the model is found, the design fits it."""
     import json
 
+    from seqtree.design import build_oracle
     from seqtree.models.loading import resolve_checkpoint
-    from seqtree.oracles import build_oracle_from_spec
 
-    oracle = build_oracle_from_spec(recipe.oracle_spec())
+    oracle = build_oracle(recipe)
     location = resolve_checkpoint(recipe.model.name)
     if isinstance(location, Path):
         config = json.loads((location / "config.json").read_text())

@@ -20,10 +20,12 @@ SHIPPED = {
     "text-tiny": ("text", ROOT / "data/text/train.txt", ROOT / "data/text/val.txt"),
 }
 ALPHABETS = {"dna": set("ACGT"), "protein": set("ACDEFGHIKLMNPQRSTVWY")}
-# Floor on the fraction of sampled SMILES that RDKit parses. The card of smiles-tiny reports the measured rate on
-# 512 samples; the floor sits well below it (more than 5 binomial standard errors for 64 samples) so the test fails
-# only when the model or the sampler really breaks, not by chance.
-SMILES_VALIDITY_FLOOR = 0.5
+# Floor on the fraction of sampled SMILES that RDKit parses, with confidence-ordered decoding at temperature 0.7
+# (the card's second sampler). The card measures 7.0% on 512 samples; with 256 samples the binomial standard error
+# is 1.6 points, so 2% is three standard errors below the measured rate: the test fails when the model or the
+# sampler breaks, not by chance. (The tiny model's validity is low; see its card.)
+SMILES_VALIDITY_FLOOR = 0.02
+SMILES_SAMPLES = 256
 
 
 def test_all_four_domains_are_shipped():
@@ -46,12 +48,22 @@ def test_loads_from_installed_package_and_samples_valid_sequences(name):
         assert model.tokenizer.decode(model.tokenizer.encode(sequence)) == sequence
         if domain in ALPHABETS:
             assert set(sequence) <= ALPHABETS[domain] and len(sequence) == length
-    if domain == "smiles":
-        from rdkit import Chem, RDLogger
 
-        RDLogger.DisableLog("rdApp.*")
-        valid = sum(Chem.MolFromSmiles(s) is not None for s in samples.sequences) / len(samples.sequences)
-        assert valid >= SMILES_VALIDITY_FLOOR, f"only {valid:.2f} of sampled SMILES parse"
+
+@torch.no_grad()
+def test_sampled_smiles_parse_above_the_floor():
+    from rdkit import Chem, RDLogger
+
+    RDLogger.DisableLog("rdApp.*")
+    model = load_model("smiles-tiny")
+    generator = torch.Generator().manual_seed(1)
+    roots = roots_of_lengths(model.tokenizer, model.sample_lengths(SMILES_SAMPLES, generator), "", model.max_length)
+    samples = sample_sequences(
+        model, roots, SMILES_SAMPLES, sampler="confidence", tokens_per_step=1, temperature=0.7, generator=generator,
+        batch_size=128,
+    )  # fmt: skip
+    valid = sum(Chem.MolFromSmiles(s) is not None for s in samples.sequences) / SMILES_SAMPLES
+    assert valid >= SMILES_VALIDITY_FLOOR, f"only {valid:.3f} of sampled SMILES parse"
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))

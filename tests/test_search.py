@@ -308,10 +308,20 @@ def test_interrupted_tree_resumes_to_the_uninterrupted_result(toy, tmp_path):
         budget = Budget(nfe=600)
         whole = run(toy.problem(), budget, generator=gen(), leaves_per_iteration=2)
         path = str(tmp_path / f"{run.__name__}-cut.safetensors")
-        calls = []
-        cut = run(toy.problem(observer=lambda p: calls.append(p) or len(calls) >= 5), budget, generator=gen(),
-                  leaves_per_iteration=2, save_to=path)  # fmt: skip
+        stop_after_five = _stop_after(5)
+        cut = run(toy.problem(observer=stop_after_five), budget, generator=gen(), leaves_per_iteration=2, save_to=path)
         assert cut.stop_reason == "interrupted" and cut.nfe < whole.nfe
         resumed = run(toy.problem(), budget, generator=gen(7), leaves_per_iteration=2, resume_from=path)
         assert resumed.designs.sequences == whole.designs.sequences
         assert (resumed.nfe, resumed.oracle_calls) == (whole.nfe, whole.oracle_calls)
+
+
+def _stop_after(points: int):
+    """An observer that asks the search to stop once it has seen ``points`` curve points."""
+    seen = []
+
+    def observe(point) -> bool:
+        seen.append(point)
+        return len(seen) >= points
+
+    return observe

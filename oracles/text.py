@@ -1,0 +1,158 @@
+"""Text oracles: VADER sentiment, Hugging Face text classifiers and embedding similarity.
+
+- VADER (Hutto & Gilbert 2014, ICWSM), a rule-based sentiment model, via the ``vaderSentiment`` package;
+- any Hugging Face ``text-classification`` model (``AutoModelForSequenceClassification``) by local path or hub id:
+  the reward is the log-probability (or probability, or logit) of one label;
+- cosine similarity to a target text under a sentence-transformers model (Reimers & Gurevych 2019) by path.
+
+Models load lazily on the first call (construction and pickling stay cheap) on CPU in eval mode, never with
+``trust_remote_code``. Empty strings get the floor with reason ``"empty text"``. ``sentence-transformers`` is
+optional (``pip install 'seqtree[text]'``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from seqtree.oracles.base import Oracle
+from seqtree.oracles.registry import register_oracle
+
+
+class _TextOracle(Oracle):
+    domain = "text"
+
+    def _check(self, sequence: str) -> str | None:
+        return "empty text" if not sequence else None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Models are reloaded in the receiving process.
+        return {k: v for k, v in self.__dict__.items() if k not in ("_model", "_tokenizer", "_ready")}
+
+
+@register_oracle("vader_sentiment", family="text", domain="text")
+class VaderSentiment(_TextOracle):
+    """VADER rule-based sentiment: compound score in [-1, 1] (or the pos / neu / neg proportion)."""
+
+    name = "vader_sentiment"
+
+    def __init__(self, field: Literal["compound", "pos", "neu", "neg"] = "compound") -> None:
+        self.field = field
+        self.bounds = (-1.0, 1.0) if field == "compound" else (0.0, 1.0)
+        self.optimum = 1.0
+        self.objective_names = [f"vader_{field}"]
+        super().__init__()
+
+    def _setup(self) -> None:
+        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+        self._model = SentimentIntensityAnalyzer()
+
+    def _evaluate(self, sequences: list[str]) -> np.ndarray:
+        return np.array([self._model.polarity_scores(s)[self.field] for s in sequences], dtype=np.float64)
+
+
+@register_oracle("hf_classifier", family="text", domain="text")
+class HFClassifier(_TextOracle):
+    """Hugging Face text-classification model (path or hub id): log-probability of one label."""
+
+    name = "hf_classifier"
+
+    def __init__(
+        self,
+        model: str,
+        label: str | int = 1,
+        output: Literal["logprob", "prob", "logit"] = "logprob",
+        batch_size: int = 32,
+        max_length: int = 256,
+        local_files_only: bool = False,
+        revision: str | None = None,
+    ) -> None:
+        if batch_size < 1 or max_length < 1:
+            raise ValueError("batch_size and max_length must be >= 1")
+        self.model_path, self.label, self.output = model, label, output
+        self.batch_size, self.max_length = batch_size, max_length
+        self.local_files_only, self.revision = local_files_only, revision
+        self.bounds = (0.0, 1.0) if output == "prob" else None
+        self.optimum = 0.0 if output == "logprob" else (1.0 if output == "prob" else None)
+        self.objective_names = [f"{output}({label})"]
+        super().__init__()
+
+    def _setup(self) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        kw = {"local_files_only": self.local_files_only, "revision": self.revision, "trust_remote_code": False}
+        self._tokenizer = AutoTokenizer.from_pretrained(self.model_path, **kw)
+        self._model = AutoModelForSequenceClassification.from_pretrained(self.model_path, **kw).eval()
+        self._label_id = resolve_label(self.label, self._model.config.label2id, self._model.config.num_labels)
+
+    def _evaluate(self, sequences: list[str]) -> np.ndarray:
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(sequences), self.batch_size):
+                enc = self._tokenizer(
+                    sequences[i : i + self.batch_size], padding=True, truncation=True,
+                    max_length=self.max_length, return_tensors="pt",
+                )
+                logits = self._model(**enc).logits.double()
+                if self.output == "logit":
+                    out.append(logits[:, self._label_id])
+                else:
+                    logp = torch.log_softmax(logits, dim=-1)[:, self._label_id]
+                    out.append(logp if self.output == "logprob" else logp.exp())
+        return torch.cat(out).numpy()
+
+
+def resolve_label(label: str | int, label2id: dict[str, int], num_labels: int) -> int:
+    """A label name or index to the class index, with an error listing the model's labels."""
+    if isinstance(label, str) and label in label2id:
+        return int(label2id[label])
+    if isinstance(label, int) or (isinstance(label, str) and label.lstrip("-").isdigit()):
+        idx = int(label)
+        if 0 <= idx < num_labels:
+            return idx
+    raise ValueError(f"label {label!r} not among the model's labels {sorted(label2id)} (or 0..{num_labels - 1})")
+
+
+@register_oracle("embedding_similarity", family="text", domain="text", requires="text")
+class EmbeddingSimilarity(_TextOracle):
+    """Cosine similarity to a target text under a sentence-transformers model given by path."""
+
+    name = "embedding_similarity"
+    bounds = (-1.0, 1.0)
+    optimum = 1.0
+
+    def __init__(
+        self, model: str, target: str, batch_size: int = 32, local_files_only: bool = False
+    ) -> None:
+        if not target:
+            raise ValueError("target text must not be empty")
+        self.model_path, self.target = model, target
+        self.batch_size, self.local_files_only = batch_size, local_files_only
+        super().__init__()
+
+    def _setup(self) -> None:
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as err:
+            raise ImportError(
+                "the embedding_similarity oracle needs sentence-transformers: pip install 'seqtree[text]'"
+            ) from err
+        self._model = SentenceTransformer(
+            self.model_path, device="cpu", local_files_only=self.local_files_only, trust_remote_code=False
+        )
+        self._model.eval()
+        self._target = self._embed([self.target])[0]
+
+    def _embed(self, texts: list[str]) -> torch.Tensor:
+        emb = self._model.encode(
+            texts, batch_size=self.batch_size, convert_to_tensor=True, normalize_embeddings=True,
+            show_progress_bar=False,
+        )
+        return emb.double().cpu()
+
+    def _evaluate(self, sequences: list[str]) -> np.ndarray:
+        with torch.inference_mode():
+            return (self._embed(sequences) @ self._target).numpy()
