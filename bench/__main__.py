@@ -1,4 +1,10 @@
-"""Command line of the benchmarks: ``python -m bench search --out DIR [--quick]``."""
+"""Command line of the benchmarks (also ``seqtree bench ...`` from a source checkout):
+
+``python -m bench search --out DIR [--quick]``   exactness, engine overhead and memory of the search engine
+``python -m bench sampling --out DIR``           sampling and training throughput of the shipped checkpoints
+``python -m bench recipes --out DIR``            wall time of every shipped recipe, split by component
+``python -m bench oracles [--n 1000]``           oracle throughput with and without the cache
+"""
 
 from __future__ import annotations
 
@@ -14,8 +20,27 @@ def main(argv: list[str] | None = None) -> None:
     search.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
     search.add_argument("--max-nodes", type=int, default=1_000_000, help="nodes of the memory benchmark (L=256)")
     search.add_argument("--only", choices=["exactness", "overhead", "memory"], default=None, help="run one part")
+    sampling = sub.add_parser("sampling", help="sampling (batch 1 and 64) and training throughput of checkpoints")
+    sampling.add_argument("rest", nargs=argparse.REMAINDER, help="options of bench.sampling (see --help there)")
+    recipes = sub.add_parser("recipes", help="wall time of every shipped recipe, split by component")
+    recipes.add_argument("--out", type=Path, required=True)
+    recipes.add_argument("recipes", nargs="*", type=Path, help="recipe files (default: recipes/*.yaml)")
+    oracles = sub.add_parser("oracles", help="oracle throughput (seqtree.oracles.bench)")
+    oracles.add_argument("rest", nargs=argparse.REMAINDER, help="options of seqtree.oracles.bench")
     args = parser.parse_args(argv)
-    if args.command == "search":
+    if args.command == "sampling":
+        from bench.sampling import main as sampling_main
+
+        sampling_main(args.rest)
+    elif args.command == "recipes":
+        from bench.recipes import run as run_recipes
+
+        run_recipes(args.out, args.recipes or sorted(Path("recipes").glob("*.yaml")))
+    elif args.command == "oracles":
+        from seqtree.oracles.bench import main as oracles_main
+
+        oracles_main(args.rest)
+    elif args.command == "search":
         from bench.search import run
 
         run(args.out, quick=args.quick, max_nodes=args.max_nodes, only=args.only)

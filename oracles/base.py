@@ -191,6 +191,24 @@ class Oracle(ABC):
         return t
 
 
+
+class ForwardingOracle(Oracle):
+    """Base of wrappers that score through ``self.inner`` by overriding ``score`` (cache, process pool): the
+    wrapped oracle's extras (e.g. Ehrlich's ``optimal_solution``) stay reachable through the wrapper."""
+
+    inner: Oracle
+
+    def __getattr__(self, attr: str) -> object:
+        # Reached only for attributes this wrapper lacks: expose the wrapped oracle's extras
+        # (e.g. ``optimal_solution`` of Ehrlich). Private and dunder names are not forwarded.
+        if attr.startswith("_") or attr == "inner":
+            raise AttributeError(attr)
+        return getattr(self.inner, attr)
+
+    def _evaluate(self, sequences: list[str]) -> torch.Tensor:  # pragma: no cover - score() is overridden
+        return self.inner(sequences)
+
+
 def _safe_check(oracle: Oracle, sequence: object) -> str | None:
     if not isinstance(sequence, str):
         return f"not a string: {type(sequence).__name__}"

@@ -12,10 +12,10 @@ from collections import OrderedDict
 
 import torch
 
-from seqtree.oracles.base import Oracle, OracleOutput
+from seqtree.oracles.base import ForwardingOracle, Oracle, OracleOutput
 
 
-class CachedOracle(Oracle):
+class CachedOracle(ForwardingOracle):
     """Wrap an oracle with a dict cache keyed by sequence; ``maxsize=None`` keeps everything (LRU otherwise)."""
 
     def __init__(self, oracle: Oracle, *, maxsize: int | None = None) -> None:
@@ -32,16 +32,6 @@ class CachedOracle(Oracle):
         self.maxsize = maxsize
         self.hits = 0
         self._store: OrderedDict[str, tuple[torch.Tensor, str | None]] = OrderedDict()
-
-    def __getattr__(self, attr: str) -> object:
-        # Reached only for attributes this wrapper lacks: expose the wrapped oracle's extras
-        # (e.g. ``optimal_solution`` of Ehrlich). Private and dunder names are not forwarded.
-        if attr.startswith("_") or attr == "inner":
-            raise AttributeError(attr)
-        return getattr(self.inner, attr)
-
-    def _evaluate(self, sequences: list[str]) -> torch.Tensor:  # pragma: no cover - score() is overridden
-        return self.inner(sequences)
 
     def __len__(self) -> int:
         return len(self._store)

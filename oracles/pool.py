@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from seqtree.oracles.base import Oracle, OracleOutput, _exception_reason
+from seqtree.oracles.base import ForwardingOracle, Oracle, OracleOutput, _exception_reason
 
 TIMEOUT_REASON = "timeout"
 KILLED_REASON = "timeout (worker killed)"
@@ -63,7 +63,7 @@ def _score_chunk(chunk: list[str], timeout_s: float | None) -> tuple[torch.Tenso
             signal.setitimer(signal.ITIMER_REAL, 0)
 
 
-class PooledOracle(Oracle):
+class PooledOracle(ForwardingOracle):
     """Score chunks of a batch in worker processes, giving the floor to chunks that exceed ``timeout_s``."""
 
     def __init__(
@@ -91,16 +91,6 @@ class PooledOracle(Oracle):
         self.workers, self.chunk_size, self.timeout_s = workers, chunk_size, timeout_s
         self.start_method = start_method
         self._pool: Pool | None = None
-
-    def __getattr__(self, attr: str) -> object:
-        # Reached only for attributes this wrapper lacks: expose the wrapped oracle's extras
-        # (e.g. ``optimal_solution`` of Ehrlich). Private and dunder names are not forwarded.
-        if attr.startswith("_") or attr == "inner":
-            raise AttributeError(attr)
-        return getattr(self.inner, attr)
-
-    def _evaluate(self, sequences: list[str]) -> torch.Tensor:  # pragma: no cover - score() is overridden
-        return self.inner(sequences)
 
     def _ensure_pool(self) -> Pool:
         if self._pool is None:

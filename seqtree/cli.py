@@ -216,6 +216,20 @@ def oracles_list(
             typer.echo(f"    {param.name}: {param.type} ({default})")
 
 
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    epilog="Examples: seqtree bench search --out runs/bench --quick; seqtree bench sampling --out runs/bench",
+)
+def bench(ctx: typer.Context) -> None:
+    """Benchmarks (search, sampling, recipes, oracles); run from a source checkout, where bench/ lives."""
+    sys.path.insert(0, str(Path.cwd()))
+    try:
+        from bench.__main__ import main as bench_main
+    except ImportError:
+        _fail("the benchmarks live in the source checkout's bench/ folder: run seqtree bench from the repository root")
+    bench_main(list(ctx.args))
+
+
 @models_app.command("list")
 def models_list(
     card: Annotated[str | None, typer.Option(help="print the full model card of this checkpoint")] = None,
