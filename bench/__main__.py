@@ -20,18 +20,18 @@ def main(argv: list[str] | None = None) -> None:
     search.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
     search.add_argument("--max-nodes", type=int, default=1_000_000, help="nodes of the memory benchmark (L=256)")
     search.add_argument("--only", choices=["exactness", "overhead", "memory"], default=None, help="run one part")
-    sampling = sub.add_parser("sampling", help="sampling (batch 1 and 64) and training throughput of checkpoints")
-    sampling.add_argument("rest", nargs=argparse.REMAINDER, help="options of bench.sampling (see --help there)")
+    sub.add_parser("sampling", help="sampling (batch 1 and 64) and training throughput of checkpoints")
     recipes = sub.add_parser("recipes", help="wall time of every shipped recipe, split by component")
     recipes.add_argument("--out", type=Path, required=True)
     recipes.add_argument("recipes", nargs="*", type=Path, help="recipe files (default: recipes/*.yaml)")
-    oracles = sub.add_parser("oracles", help="oracle throughput (seqtree.oracles.bench)")
-    oracles.add_argument("rest", nargs=argparse.REMAINDER, help="options of seqtree.oracles.bench")
-    args = parser.parse_args(argv)
+    sub.add_parser("oracles", help="oracle throughput (seqtree.oracles.bench)")
+    args, rest = parser.parse_known_args(argv)  # sampling and oracles pass their own options through
+    if rest and args.command not in ("sampling", "oracles"):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "sampling":
         from bench.sampling import main as sampling_main
 
-        sampling_main(args.rest)
+        sampling_main(rest)
     elif args.command == "recipes":
         from bench.recipes import run as run_recipes
 
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "oracles":
         from seqtree.oracles.bench import main as oracles_main
 
-        oracles_main(args.rest)
+        oracles_main(rest)
     elif args.command == "search":
         from bench.search import run
 
