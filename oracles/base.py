@@ -198,6 +198,14 @@ class ForwardingOracle(Oracle):
 
     inner: Oracle
 
+    def _adopt(self, oracle: Oracle) -> None:
+        """Wrap ``oracle``: take over its name, direction, optimum, bounds, objectives, floor and domain."""
+        self.inner = oracle
+        for attr in ("name", "direction", "optimum", "bounds", "num_objectives", "floor", "domain"):
+            if hasattr(oracle, attr):
+                setattr(self, attr, getattr(oracle, attr))
+        self.objective_names = list(oracle.objective_names)
+
     def __getattr__(self, attr: str) -> object:
         # Reached only for attributes this wrapper lacks: expose the wrapped oracle's extras
         # (e.g. ``optimal_solution`` of Ehrlich). Private and dunder names are not forwarded.

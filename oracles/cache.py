@@ -19,15 +19,7 @@ class CachedOracle(ForwardingOracle):
     """Wrap an oracle with a dict cache keyed by sequence; ``maxsize=None`` keeps everything (LRU otherwise)."""
 
     def __init__(self, oracle: Oracle, *, maxsize: int | None = None) -> None:
-        self.inner = oracle
-        self.name = oracle.name
-        self.direction = oracle.direction
-        self.optimum = oracle.optimum
-        self.bounds = oracle.bounds
-        self.num_objectives = oracle.num_objectives
-        self.objective_names = list(oracle.objective_names)
-        self.floor = oracle.floor
-        self.domain = oracle.domain  # type: ignore[misc]
+        self._adopt(oracle)
         super().__init__()
         self.maxsize = maxsize
         self.hits = 0

@@ -79,14 +79,7 @@ class PooledOracle(ForwardingOracle):
             raise ValueError("workers and chunk_size must be >= 1")
         if timeout_s is not None and timeout_s <= 0:
             raise ValueError("timeout_s must be positive or None")
-        self.inner = oracle
-        self.name = oracle.name
-        self.direction = oracle.direction
-        self.optimum = oracle.optimum
-        self.bounds = oracle.bounds
-        self.num_objectives = oracle.num_objectives
-        self.objective_names = list(oracle.objective_names)
-        self.floor = oracle.floor
+        self._adopt(oracle)
         super().__init__()
         self.workers, self.chunk_size, self.timeout_s = workers, chunk_size, timeout_s
         self.start_method = start_method
