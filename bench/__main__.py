@@ -4,12 +4,15 @@
 ``python -m bench sampling --out DIR``           sampling and training throughput of the shipped checkpoints
 ``python -m bench recipes --out DIR``            wall time of every shipped recipe, split by component
 ``python -m bench oracles [--n 1000]``           oracle throughput with and without the cache
+``python -m bench ehrlich --out DIR [--quick]``  Ehrlich holo benchmark: all algorithms at equal NFE, holo's GA
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+import torch
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,6 +28,14 @@ def main(argv: list[str] | None = None) -> None:
     recipes.add_argument("--out", type=Path, required=True)
     recipes.add_argument("recipes", nargs="*", type=Path, help="recipe files (default: recipes/*.yaml)")
     sub.add_parser("oracles", help="oracle throughput (seqtree.oracles.bench)")
+    ehrlich = sub.add_parser("ehrlich", help="Ehrlich holo benchmark: every algorithm at equal NFE, holo's GA")
+    ehrlich.add_argument("--out", type=Path, required=True, help="directory for ehrlich.csv, curves and plot")
+    ehrlich.add_argument("--instances", nargs="+", choices=["ehrlich-l32", "ehrlich-l128"], default=None)
+    ehrlich.add_argument("--nfe", type=int, default=None, help="NFE budget of every run (default: per instance)")
+    ehrlich.add_argument("--seeds", type=int, default=2, help="seeds per instance")
+    ehrlich.add_argument("--algorithms", nargs="+", default=None, help="subset of the search algorithms")
+    ehrlich.add_argument("--quick", action="store_true", help="smoke run: 2000 NFE, one seed")
+    ehrlich.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args, rest = parser.parse_known_args(argv)  # sampling and oracles pass their own options through
     if rest and args.command not in ("sampling", "oracles"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
@@ -40,6 +51,16 @@ def main(argv: list[str] | None = None) -> None:
         from seqtree.oracles.bench import main as oracles_main
 
         oracles_main(rest)
+    elif args.command == "ehrlich":
+        from bench.ehrlich import run as run_ehrlich
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        instances = args.instances or ["ehrlich-l32", "ehrlich-l128"]
+        budgets = {name: args.nfe for name in instances} if args.nfe else None
+        run_ehrlich(
+            args.out, instances=instances, nfe=budgets, seeds=args.seeds, algorithms=args.algorithms, quick=args.quick
+        )
     elif args.command == "search":
         from bench.search import run
 

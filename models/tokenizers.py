@@ -142,6 +142,12 @@ def protein_tokenizer() -> CharTokenizer:
     return CharTokenizer(PROTEIN_ALPHABET, name="protein", case_insensitive=True)
 
 
+def ehrlich_tokenizer() -> CharTokenizer:
+    """Ehrlich function states written as letters (state i is the i-th of the 20 amino-acid letters, as the
+    ``ehrlich`` oracle writes them); a separate name so an Ehrlich checkpoint is not mistaken for a protein model."""
+    return CharTokenizer(PROTEIN_ALPHABET, name="ehrlich")
+
+
 class RegexTokenizer(Tokenizer):
     """Tokens are the matches of a regular expression over a fixed vocabulary (SMILES atoms, bonds, rings).
 
@@ -329,4 +335,6 @@ def tokenizer_for_domain(domain: str, texts: list[str] | None = None) -> Tokeniz
         return RegexTokenizer.fit(texts)
     if domain == "text":
         return ByteTokenizer()
-    raise ValueError(f"unknown domain {domain!r}; choose one of dna, protein, smiles, text")
+    if domain == "ehrlich":
+        return ehrlich_tokenizer()
+    raise ValueError(f"unknown domain {domain!r}; choose one of dna, protein, smiles, text, ehrlich")

@@ -22,6 +22,14 @@ from seqtree.oracles.base import Oracle
 from seqtree.oracles.registry import register_oracle
 
 DEFAULT_ALPHABET = "ACDEFGHIKLMNPQRSTVWY"
+# The benchmark instances of Stanton et al. (2024), sec. 5, at the sizes the seqtree issue names: "ehrlich-l32" is
+# L=32 with c=2 motifs of length k=4 and "ehrlich-l128" is L=128 with c=4, k=4; v=20 states (one amino-acid letter
+# each), quantisation q=k, seed 0. data/ehrlich/prepare.py draws the training sets of the shipped ehrlich checkpoints
+# from these instances' own DMP, and recipes/ehrlich.yaml and ``seqtree bench ehrlich`` search the same instances.
+BENCHMARK_INSTANCES: dict[str, dict[str, int]] = {
+    "ehrlich-l32": {"num_states": 20, "dim": 32, "num_motifs": 2, "motif_length": 4, "seed": 0},
+    "ehrlich-l128": {"num_states": 20, "dim": 128, "num_motifs": 4, "motif_length": 4, "seed": 0},
+}
 HOLO_HINT = "the ehrlich oracle needs pytorch-holo: pip install 'seqtree[holo]' (or pip install pytorch-holo)"
 
 

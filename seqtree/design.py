@@ -182,7 +182,7 @@ def write_outputs(run: DesignRun, model, oracle: TimedOracle, seconds: float, st
     names = oracle.objective_names if len(oracle.objective_names) > 1 else []
     prompt = recipe.design.prompt if model.domain == "text" or (model.domain is None and recipe.design.prompt) else None
     table = rundir.designs_table(result, recipe.design.num_designs, names, prompt)
-    fasta = recipe.output.fasta if recipe.output.fasta is not None else model.domain in ("dna", "protein")
+    fasta = recipe.output.fasta if recipe.output.fasta is not None else model.domain in ("dna", "protein", "ehrlich")
     rundir.write_designs(run_dir, table, fasta=fasta)
     rundir.write_curve(run_dir, result.curve_dataframe(), f"{recipe.name}: {recipe.search.algorithm}")
     if result.designs.rewards.shape[1] > 1:

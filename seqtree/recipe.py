@@ -78,7 +78,7 @@ class BudgetSection(_Strict):
 
 class OutputSection(_Strict):
     dir: Path | None = Field(None, description="run directory (default runs/<name>); --out overrides")
-    fasta: bool | None = Field(None, description="write designs.fasta (default: for protein and DNA models)")
+    fasta: bool | None = Field(None, description="write designs.fasta (default: for protein, DNA and Ehrlich models)")
     save_tree: bool = Field(False, description="keep the search tree (tree algorithms) as tree.safetensors")
 
 

@@ -230,15 +230,17 @@ def test_budget_is_never_exceeded_and_counts_are_exact(toy, name, budget):
 
 
 def test_resumed_tree_equals_an_uninterrupted_run(toy, tmp_path):
-    for run in (run_dts, run_dts_star):
+    for run in (run_dts, run_dts_star, run_mcts):
         whole = run(toy.problem(), Budget(), generator=gen(), max_iterations=30, leaves_per_iteration=2)
         path = str(tmp_path / f"{run.__name__}.safetensors")
-        run(toy.problem(), Budget(), generator=gen(), max_iterations=12, leaves_per_iteration=2, save_to=path)
+        run(toy.problem(), Budget(), generator=gen(), max_iterations=6, leaves_per_iteration=2, save_to=path)
         resumed = run(
             toy.problem(), Budget(), generator=gen(99), max_iterations=30, leaves_per_iteration=2, resume_from=path
         )
         assert resumed.designs.sequences == whole.designs.sequences
-        assert (resumed.nfe, resumed.oracle_calls, resumed.iterations) == (whole.nfe, whole.oracle_calls, 30)
+        assert (resumed.nfe, resumed.oracle_calls) == (whole.nfe, whole.oracle_calls)
+        assert resumed.iterations == whole.iterations
+        assert whole.iterations > 10  # MCTS closes the toy's small tree before 30
         a, b = whole.tree, resumed.tree
         assert a.size == b.size
         for name in ("parent", "tokens", "visits", "soft_value", "value", "reward", "step_log_prob_model"):
@@ -304,7 +306,7 @@ def test_observer_sees_every_curve_point_and_can_stop_the_search(toy, name):
 
 def test_interrupted_tree_resumes_to_the_uninterrupted_result(toy, tmp_path):
     """Stopping from the observer lands on an iteration boundary, so the saved tree continues exactly."""
-    for run in (run_dts, run_dts_star):
+    for run in (run_dts, run_dts_star, run_mcts):
         budget = Budget(nfe=600)
         whole = run(toy.problem(), budget, generator=gen(), leaves_per_iteration=2)
         path = str(tmp_path / f"{run.__name__}-cut.safetensors")

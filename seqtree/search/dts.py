@@ -35,16 +35,17 @@ from pydantic import Field
 
 from seqtree.search.budget import STOP_ITERATIONS, STOP_STALLED, Budget
 from seqtree.search.engine import Engine
-from seqtree.search.params import SearchParams, build_params
+from seqtree.search.params import build_params
 from seqtree.search.problem import SearchProblem
-from seqtree.search.result import CurvePoint, SearchResult
+from seqtree.search.result import SearchResult
+from seqtree.search.state import ResumableParams, restore_state, save_state
 from seqtree.search.tree import NO_NODE, Tree
 
 # select(tree, node, children) -> child; children are the node's children with a value
 ChildSelector = Callable[[Tree, int, np.ndarray], int]
 
 
-class TreeSearchParams(SearchParams):
+class TreeSearchParams(ResumableParams):
     """Fields shared by DTS and DTS*."""
 
     alpha: float = Field(1.0, gt=0, description="temperature of the target p(x) exp(r(x) / alpha)")
@@ -54,8 +55,6 @@ class TreeSearchParams(SearchParams):
     max_iterations: int | None = Field(None, ge=0, description="stop after this many iterations (cumulative)")
     num_samples: int = Field(16, ge=1, description="designs returned")
     tree_capacity: int = Field(1024, ge=1, description="initial node capacity (doubles when full)")
-    resume_from: str | None = Field(None, description="a tree file saved by an earlier run to continue from")
-    save_to: str | None = Field(None, description="write the tree, counters and generator state here at the end")
     patience: int = Field(1000, ge=1, description="stop after this many iterations in a row that cost nothing")
 
 
@@ -153,34 +152,6 @@ def _backup(engine: Engine, tree: Tree, end: int, alpha: float) -> None:
         node = int(tree.parent[node])
 
 
-def _restore(engine: Engine, tree: Tree, generator: torch.Generator) -> int:
-    """Counters, curve, oracle memo and generator state of a saved run; returns its iteration count."""
-    extras = tree.extras
-    nfe, oracle_calls, iterations = (int(v) for v in extras["counters"])
-    engine.meter.nfe, engine.meter.oracle_calls = nfe, oracle_calls
-    best, reward_sum, reward_count = (float(v) for v in extras["reward_stats"])
-    engine.best, engine.reward_sum, engine.reward_count = best, reward_sum, int(reward_count)
-    engine.curve = [CurvePoint(int(r[0]), int(r[1]), float(r[2]), float(r[3]), float(r[4])) for r in extras["curve"]]
-    scored = np.nonzero(tree.terminal[: tree.size] & ~np.isnan(tree.reward[: tree.size, 0]))[0]
-    if scored.size:
-        sequences = engine.decode(tree.token_tensor(scored))
-        engine.memo.update(zip(sequences, torch.from_numpy(tree.reward[scored].copy())))
-    generator.set_state(torch.from_numpy(extras["generator_state"].copy()))
-    return iterations
-
-
-def _save(engine: Engine, tree: Tree, generator: torch.Generator, iterations: int, path: str) -> None:
-    m = engine.meter
-    curve = [[c.nfe, c.oracle_calls, c.seconds, c.best_reward, c.mean_reward] for c in engine.curve]
-    tree.extras = {
-        "counters": np.array([m.nfe, m.oracle_calls, iterations], np.int64),
-        "reward_stats": np.array([engine.best, engine.reward_sum, engine.reward_count], np.float64),
-        "curve": np.array(curve, np.float64).reshape(-1, 5),
-        "generator_state": generator.get_state().numpy(),
-    }
-    tree.save(path)
-
-
 def grow_tree(
     problem: SearchProblem,
     budget: Budget,
@@ -194,7 +165,7 @@ def grow_tree(
     engine = Engine(problem, budget, generator)
     if p.resume_from is not None:
         tree = Tree.load(p.resume_from)
-        iterations = _restore(engine, tree, generator)
+        iterations, _ = restore_state(engine, tree, generator)
     else:
         tree, iterations = engine.new_tree(p.tree_capacity), 0
     idle = 0
@@ -222,7 +193,7 @@ def grow_tree(
             _backup(engine, tree, end, p.alpha)
         idle = idle + 1 if spent == (engine.meter.nfe, engine.meter.oracle_calls) else 0
     if p.save_to is not None:
-        _save(engine, tree, generator, iterations, p.save_to)
+        save_state(engine, tree, generator, iterations, p.save_to)
     return engine, tree, iterations
 
 

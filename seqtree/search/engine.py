@@ -96,7 +96,8 @@ class Engine:
         rows = unique[order]
         tokens, t = rows[:, :-1], self.grid[rows[:, -1]]
         start = time.perf_counter()
-        logits = self.problem.denoiser(tokens, t)
+        with torch.no_grad():  # search never differentiates the denoiser (fine-tuning replays the trajectories)
+            logits = self.problem.denoiser(tokens, t)
         if logits.is_cuda:
             torch.cuda.synchronize(logits.device)
         self.meter.denoiser_seconds += time.perf_counter() - start

@@ -13,7 +13,8 @@ Therapeutic Peptides with Multi-Objective-Guided Discrete Diffusion", 2024/2025,
   children, so no iteration is spent revisiting an explored clean sequence (the rule of MCTS solvers);
 - backup: ``sum`` adds the children's summed reward vectors to W and their number to N on every ancestor
   (PepTune), ``mean`` adds their mean and one visit.
-All scored rollouts form the archive; designs are its best distinct sequences and the global Pareto front.
+All scored rollouts form the archive; designs are its best distinct sequences and the global Pareto front. The
+tree and the archive can be saved and resumed (``save_to`` / ``resume_from``, :mod:`seqtree.search.state`).
 """
 
 from __future__ import annotations
@@ -26,13 +27,16 @@ from pydantic import Field
 
 from seqtree.search.budget import STOP_ITERATIONS, STOP_STALLED, Budget
 from seqtree.search.engine import Engine
-from seqtree.search.params import SearchParams, build_params
+from seqtree.search.params import build_params
 from seqtree.search.problem import SearchProblem
 from seqtree.search.result import SearchResult, pareto_mask
+from seqtree.search.state import ResumableParams, restore_state, save_state
 from seqtree.search.tree import NO_NODE, Tree
 
+ARCHIVE_COLUMNS = ("tokens", "rewards", "log_prob", "log_prob_model")  # every scored rollout, kept for designs
 
-class MCTSParams(SearchParams):
+
+class MCTSParams(ResumableParams):
     num_children: int = Field(4, ge=1, description="K, children sampled per expansion")
     exploration: float = Field(1.0, ge=0, description="c_explore of the PUCT bonus")
     backup: Literal["sum", "mean"] = Field("sum", description="back up the children's summed or mean reward")
@@ -95,9 +99,16 @@ def run_mcts(
     if not budget.bounded and p.max_iterations is None:
         raise ValueError("MCTS needs a bounded budget or max_iterations")
     engine = Engine(problem, budget, generator)
-    tree = engine.new_tree(p.tree_capacity)
-    archive: dict[str, list[torch.Tensor]] = {k: [] for k in ("tokens", "rewards", "log_prob", "log_prob_model")}
+    archive: dict[str, list[torch.Tensor]] = {k: [] for k in ARCHIVE_COLUMNS}
     iterations = idle = 0
+    if p.resume_from is not None:
+        tree = Tree.load(p.resume_from)
+        iterations, saved = restore_state(engine, tree, generator)
+        for key in ARCHIVE_COLUMNS:
+            if key in saved and len(saved[key]):
+                archive[key].append(saved[key])
+    else:
+        tree = engine.new_tree(p.tree_capacity)
     while not engine.meter.exhausted():
         if p.max_iterations is not None and iterations >= p.max_iterations:
             engine.meter.halt(STOP_ITERATIONS)
@@ -159,6 +170,9 @@ def run_mcts(
         archive["log_prob_model"].append(
             out.step_log_prob_model[scored.rows].cpu() + torch.stack([b for _, b in paths])
         )
+    if p.save_to is not None:
+        saved = {k: torch.cat(v) for k, v in archive.items() if v}
+        save_state(engine, tree, generator, iterations, p.save_to, archive=saved)
     if not archive["tokens"]:
         return engine.finish("mcts", iterations=iterations, tree=tree, **engine.empty_columns())
     cols = {k: torch.cat(v) for k, v in archive.items()}

@@ -50,7 +50,7 @@ class TrainOptim(_Strict):
 
 
 class TrainRecipe(_Strict):
-    domain: Literal["dna", "protein", "smiles", "text"]
+    domain: Literal["dna", "protein", "smiles", "text", "ehrlich"]
     name: str = Field(description="checkpoint name, e.g. protein-tiny")
     data: TrainData
     model: TrainModel = TrainModel()

@@ -1,0 +1,262 @@
+"""Ehrlich holo benchmark: every search algorithm at equal NFE budgets, and holo's genetic algorithm at equal oracle
+calls, on the benchmark Ehrlich functions with a denoiser pretrained on each function's feasible sequences.
+
+The test functions are Stanton et al. (2024), "Closed-Form Test Functions for Biophysical Sequence Design"
+(arXiv:2407.00236), from pytorch-holo; the instances are ``seqtree.oracles.ehrlich.BENCHMARK_INSTANCES``
+(L=32 with c=2, k=4 and L=128 with c=4, k=4; v=20; seed 0), and the priors are the shipped ``ehrlich-l32-tiny``
+and ``ehrlich-l128-tiny`` checkpoints, trained by ``seqtree train`` on draws of each function's own DMP
+(``data/ehrlich/prepare.py``), so the prior knows the feasible set and nothing about the motifs.
+
+Protocol (per instance and seed):
+
+- every seqtree algorithm gets the same budget of ``--nfe`` denoiser rows (no oracle limit); anytime algorithms
+  (best-of-N, MCTS, DTS, DTS*) simply run until it is spent. The one-pass algorithms (SVDD, SMC, beam) are sized to
+  it: a pilot pass at a small size measures the NFE of one pass, and the size is scaled so one pass uses about 90%
+  of the budget (the budget is still enforced);
+- the anytime curve of each run gives the best reward against NFE and against oracle calls; ``nfe_to_bon`` is the
+  NFE at which a run first reached best-of-N's final best reward of the same seed, ``nfe_to_optimum`` the NFE at
+  which it reached 1.0;
+- holo's ``DiscreteEvolution`` (its own genetic algorithm, started as in holo's example from the function's
+  ``initial_solution``) gets as many oracle calls as the most oracle-hungry seqtree run on that instance and seed.
+  The GA needs no denoiser, so the fair axis is oracle calls.
+
+Writes ``ehrlich.csv`` (one row per run), ``ehrlich_curves.csv`` and ``ehrlich.png`` under ``--out`` and prints the
+summary table. ``--quick`` is a smoke run (tiny budgets, one seed).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+CHECKPOINTS = {"ehrlich-l32": "ehrlich-l32-tiny", "ehrlich-l128": "ehrlich-l128-tiny"}
+ONE_PASS = {"svdd": "num_particles", "smc": "num_particles", "beam": "beam_width"}
+GA_NAME = "holo_ga"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """The search problem's decoding schedule and every algorithm's parameters for an instance of length L."""
+
+    num_steps: int
+    branch_every: int
+    params: dict[str, dict]
+
+
+def setting_for(length: int) -> Setting:
+    """Parameters chosen once for rewards in [0, 1] (Ehrlich), not tuned per seed.
+
+    Greedy tree searches use a small UCT weight (rewards are quantised in steps of 1/k^c); the sampling algorithms
+    (DTS, SMC, best-of-N weights) target p(x) exp(r(x) / alpha) at alpha = 0.05, i.e. a strong tilt."""
+    num_steps = min(length, 64)
+    never = 10**9  # anytime algorithms stop on the budget, not on their own count
+    return Setting(
+        num_steps=num_steps,
+        branch_every=max(1, num_steps // 8),
+        params={
+            "best_of_n": {"num_samples": never, "batch_size": 64, "alpha": 0.05},
+            "mcts": {"num_children": 4, "exploration": 0.1, "backup": "mean", "leaves_per_iteration": 8,
+                     "tree_capacity": 4096, "num_designs": 16},
+            "dts": {"alpha": 0.05, "leaves_per_iteration": 8, "tree_capacity": 4096},
+            "dts_star": {"alpha": 0.05, "exploration": 0.1, "backup": "max", "leaves_per_iteration": 8,
+                         "tree_capacity": 4096},
+            "svdd": {"num_particles": 4, "num_candidates": 8, "alpha": 0.0},
+            "smc": {"num_particles": 16, "alpha": 0.05, "potential": "max", "ess_threshold": 0.5},
+            "beam": {"beam_width": 4, "branching": 4},
+        },
+    )  # fmt: skip
+
+
+def build_problem(instance: str, setting: Setting):
+    """The search problem of a benchmark instance: its shipped prior, the Ehrlich oracle, an all-masked root."""
+    from seqtree.generate import initial_tokens
+    from seqtree.models.loading import load_model
+    from seqtree.oracles.ehrlich import BENCHMARK_INSTANCES, EhrlichOracle
+    from seqtree.search import SearchProblem
+
+    params = BENCHMARK_INSTANCES[instance]
+    model = load_model(CHECKPOINTS[instance])
+    oracle = EhrlichOracle(**params)
+    root = initial_tokens(model.tokenizer, length=params["dim"])
+    problem = SearchProblem(
+        model.denoiser, model.diffusion, model.tokenizer, oracle, root,
+        num_steps=setting.num_steps, branch_every=setting.branch_every,
+    )  # fmt: skip
+    return problem, oracle
+
+
+def first_reaching(curve: pd.DataFrame, target: float, axis: str = "nfe") -> float:
+    """The ``axis`` value of the first curve point whose best reward reaches ``target`` (NaN if none)."""
+    hit = curve[curve["best_reward"] >= target - 1e-9]
+    return float(hit[axis].iloc[0]) if len(hit) else math.nan
+
+
+def sized_params(algorithm: str, problem, base: dict, nfe: int, seed: int) -> dict:
+    """Scale a one-pass algorithm's size so one pass spends about 90% of ``nfe`` (pilot pass at the base size)."""
+    from seqtree.search import Budget, run_search
+
+    key = ONE_PASS[algorithm]
+    pilot = run_search(algorithm, problem, Budget(), generator=torch.Generator().manual_seed(10_000 + seed), **base)
+    size = max(int(base[key]), int(base[key] * 0.9 * nfe / max(pilot.nfe, 1)))
+    return {**base, key: size}
+
+
+def run_seqtree(algorithm: str, problem, params: dict, nfe: int, seed: int) -> tuple[dict, pd.DataFrame]:
+    from seqtree.search import Budget, run_search
+
+    start = time.perf_counter()
+    result = run_search(algorithm, problem, Budget(nfe=nfe), generator=torch.Generator().manual_seed(seed), **params)
+    curve = result.curve_dataframe()[["nfe", "oracle_calls", "best_reward", "mean_reward"]]
+    row = {
+        "algorithm": algorithm, "nfe": result.nfe, "oracle_calls": result.oracle_calls,
+        "seconds": time.perf_counter() - start, "best_reward": float(curve["best_reward"].max()),
+        "stop": result.stop_reason, "size": {k: params[k] for k in ONE_PASS.values() if k in params},
+    }  # fmt: skip
+    return row, curve
+
+
+def run_holo_ga(oracle, oracle_calls: int, seed: int, num_particles: int = 128) -> tuple[dict, pd.DataFrame]:
+    """holo's ``DiscreteEvolution`` on the same function, ``oracle_calls`` evaluations (whole generations).
+
+    As in holo's README example: one parameter holding ``initial_solution()``, the loss is the negated value
+    (infeasible -> +inf), one generation per ``step``. The mutation probability is 1/L (one expected mutation per
+    child, as in a standard GA); recombination and survival keep holo's defaults."""
+    from holo.optim import DiscreteEvolution
+
+    fn = oracle.fn
+    calls, best, rows = 0, -math.inf, []
+    start = time.perf_counter()
+    with torch.random.fork_rng():  # holo draws from the global generator
+        torch.manual_seed(seed)
+        solution = torch.nn.Parameter(fn.initial_solution().float())
+        optimizer = DiscreteEvolution(
+            [solution], vocab=list(range(fn.num_states)), mutation_prob=1.0 / fn.dim, num_particles=num_particles
+        )
+
+        def closure(particles: list[torch.Tensor]) -> torch.Tensor:
+            nonlocal calls, best
+            values = fn.evaluate_true(particles[0].long())
+            calls += len(values)
+            best = max(best, float(values.max()))
+            rows.append(
+                (0, calls, best, float(values[values > -math.inf].mean()) if (values > -math.inf).any() else math.nan)
+            )
+            return -values
+
+        while calls + num_particles <= oracle_calls:
+            optimizer.step(closure)
+    curve = pd.DataFrame(rows, columns=["nfe", "oracle_calls", "best_reward", "mean_reward"])
+    row = {"algorithm": GA_NAME, "nfe": 0, "oracle_calls": calls, "seconds": time.perf_counter() - start,
+           "best_reward": best, "stop": "oracle_calls", "size": {"num_particles": num_particles}}  # fmt: skip
+    return row, curve
+
+
+def run(
+    out: Path,
+    *,
+    instances: list[str] | None = None,
+    nfe: dict[str, int] | None = None,
+    seeds: int = 2,
+    algorithms: list[str] | None = None,
+    quick: bool = False,
+    log: Callable[[str], None] = print,
+) -> pd.DataFrame:
+    from seqtree.search import ALGORITHMS
+
+    out.mkdir(parents=True, exist_ok=True)
+    instances = instances or list(CHECKPOINTS)
+    budgets = nfe or ({"ehrlich-l32": 2000, "ehrlich-l128": 2000} if quick else DEFAULT_NFE)
+    algorithms = algorithms or ["best_of_n", *[a for a in ALGORITHMS if a != "best_of_n"]]
+    seeds = 1 if quick else seeds
+    rows, curves = [], []
+    for instance in instances:
+        length = int(instance.rsplit("l", 1)[1])
+        setting = setting_for(length)
+        problem, oracle = build_problem(instance, setting)
+        budget = budgets[instance]
+        for seed in range(seeds):
+            runs = []
+            for algorithm in algorithms:
+                params = setting.params[algorithm]
+                if algorithm in ONE_PASS:
+                    params = sized_params(algorithm, problem, params, budget, seed)
+                row, curve = run_seqtree(algorithm, problem, params, budget, seed)
+                runs.append((row, curve))
+                log(f"{instance} seed {seed} {algorithm}: best {row['best_reward']:.3f}, nfe {row['nfe']}, "
+                    f"oracle calls {row['oracle_calls']}, {row['seconds']:.1f} s")  # fmt: skip
+            ga_calls = max(row["oracle_calls"] for row, _ in runs)
+            runs.append(run_holo_ga(oracle, ga_calls, seed))
+            log(f"{instance} seed {seed} {GA_NAME}: best {runs[-1][0]['best_reward']:.3f} at {ga_calls} oracle calls")
+            bon = next((row["best_reward"] for row, _ in runs if row["algorithm"] == "best_of_n"), math.nan)
+            for row, curve in runs:
+                row.update(instance=instance, seed=seed, nfe_budget=budget, best_of_n_final=bon)
+                row["nfe_to_bon"] = first_reaching(curve, bon, "nfe") if row["algorithm"] != GA_NAME else math.nan
+                row["calls_to_bon"] = first_reaching(curve, bon, "oracle_calls")
+                row["nfe_to_optimum"] = first_reaching(curve, 1.0, "nfe") if row["algorithm"] != GA_NAME else math.nan
+                row["calls_to_optimum"] = first_reaching(curve, 1.0, "oracle_calls")
+                rows.append(row)
+                curves.append(curve.assign(instance=instance, seed=seed, algorithm=row["algorithm"]))
+    table = pd.DataFrame(rows)
+    table["nfe_fraction_to_bon"] = table["nfe_to_bon"] / table["nfe_budget"]
+    table.to_csv(out / "ehrlich.csv", index=False)
+    curve_table = pd.concat(curves, ignore_index=True)
+    curve_table.to_csv(out / "ehrlich_curves.csv", index=False)
+    plot(curve_table, out / "ehrlich.png")
+    log(summary(table).to_string(index=False, float_format="%.3g"))
+    return table
+
+
+DEFAULT_NFE = {"ehrlich-l32": 60_000, "ehrlich-l128": 60_000}
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean over seeds per instance and algorithm; ``optimum_runs`` counts the runs that reached 1.0."""
+    grouped = table.groupby(["instance", "algorithm"], sort=False)
+    return grouped.agg(
+        best_reward=("best_reward", "mean"), nfe=("nfe", "mean"), oracle_calls=("oracle_calls", "mean"),
+        seconds=("seconds", "mean"), nfe_fraction_to_bon=("nfe_fraction_to_bon", "mean"),
+        optimum_runs=("nfe_to_optimum", lambda s: int(s.notna().sum())), runs=("seed", "count"),
+    ).reset_index()  # fmt: skip
+
+
+def _step_curve(curve: pd.DataFrame, axis: str, grid: np.ndarray) -> np.ndarray:
+    """Best reward so far at each grid value (NaN before the first scored sequence)."""
+    xs, ys = curve[axis].to_numpy(), np.maximum.accumulate(curve["best_reward"].to_numpy())
+    index = np.searchsorted(xs, grid, side="right") - 1
+    return np.where(index >= 0, ys[np.clip(index, 0, None)], np.nan)
+
+
+def plot(curves: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    instances = list(dict.fromkeys(curves["instance"]))
+    fig, axes = plt.subplots(len(instances), 2, figsize=(11, 4 * len(instances)), squeeze=False)
+    for row, instance in enumerate(instances):
+        part = curves[curves["instance"] == instance]
+        for col, axis in enumerate(["nfe", "oracle_calls"]):
+            ax = axes[row, col]
+            grid = np.linspace(0, max(float(part[axis].max()), 1.0), 200)
+            for algorithm, runs in part.groupby("algorithm", sort=False):
+                if axis == "nfe" and algorithm == GA_NAME:
+                    continue
+                ys = np.nanmean([_step_curve(c, axis, grid) for _, c in runs.groupby("seed")], axis=0)
+                ax.plot(grid, ys, label=algorithm)
+            ax.set_xlabel("NFE (denoiser rows)" if axis == "nfe" else "oracle calls")
+            ax.set_ylabel("best reward (mean over seeds)")
+            ax.set_title(instance)
+            ax.set_ylim(0, 1.05)
+            ax.grid(alpha=0.3)
+        axes[row, 0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,53 @@
+"""The Ehrlich holo benchmark (``seqtree bench ehrlich``): budgets, the comparison columns and holo's GA."""
+
+import math
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("holo", reason="the Ehrlich benchmark needs the holo extra")
+
+from bench import ehrlich  # noqa: E402
+from seqtree.oracles.ehrlich import BENCHMARK_INSTANCES, EhrlichOracle  # noqa: E402
+
+
+def test_first_reaching_reads_the_first_point_at_or_above_the_target():
+    curve = pd.DataFrame({"nfe": [10, 20, 30], "oracle_calls": [1, 2, 3], "best_reward": [0.1, 0.5, 1.0]})
+    assert ehrlich.first_reaching(curve, 0.5) == 20
+    assert ehrlich.first_reaching(curve, 1.0, "oracle_calls") == 3
+    assert math.isnan(ehrlich.first_reaching(curve, 1.5))
+
+
+def test_step_curve_holds_the_running_best():
+    curve = pd.DataFrame({"nfe": [10, 20, 30], "best_reward": [0.3, 0.2, 0.6]})
+    ys = ehrlich._step_curve(curve, "nfe", [5, 10, 25, 40])
+    assert math.isnan(ys[0]) and list(ys[1:]) == [0.3, 0.3, 0.6]
+
+
+def test_holo_ga_spends_whole_generations_within_the_oracle_budget():
+    oracle = EhrlichOracle(**BENCHMARK_INSTANCES["ehrlich-l32"])
+    row, curve = ehrlich.run_holo_ga(oracle, oracle_calls=300, seed=0, num_particles=64)
+    assert row["oracle_calls"] == 256 == curve["oracle_calls"].iloc[-1]  # 4 generations of 64
+    assert curve["best_reward"].is_monotonic_increasing
+    assert 0.0 <= row["best_reward"] <= 1.0
+
+
+def test_benchmark_runs_every_algorithm_at_equal_nfe(tmp_path):
+    budget = 400
+    algorithms = ["best_of_n", "dts_star", "mcts", "smc"]
+    table = ehrlich.run(
+        tmp_path, instances=["ehrlich-l32"], nfe={"ehrlich-l32": budget}, seeds=1, algorithms=algorithms,
+        log=lambda _: None,
+    )  # fmt: skip
+    assert list(table["algorithm"]) == [*algorithms, ehrlich.GA_NAME]
+    searched = table[table["algorithm"] != ehrlich.GA_NAME]
+    assert (searched["nfe"] <= budget).all() and (searched["nfe"] > budget // 2).all()
+    ga = table[table["algorithm"] == ehrlich.GA_NAME].iloc[0]
+    assert 0 < ga["oracle_calls"] <= searched["oracle_calls"].max()
+    bon = table.loc[table["algorithm"] == "best_of_n", "best_reward"].iloc[0]
+    assert (table["best_of_n_final"] == bon).all()
+    assert table.loc[table["algorithm"] == "best_of_n", "nfe_to_bon"].iloc[0] <= budget
+    for name in ("ehrlich.csv", "ehrlich_curves.csv", "ehrlich.png"):
+        assert (tmp_path / name).is_file()
+    curves = pd.read_csv(tmp_path / "ehrlich_curves.csv")
+    assert set(curves["algorithm"]) == set(table["algorithm"])
