@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     ehrlich.add_argument("--out", type=Path, required=True, help="directory for ehrlich.csv, curves and plot")
     ehrlich.add_argument("--instances", nargs="+", choices=["ehrlich-l32", "ehrlich-l128"], default=None)
     ehrlich.add_argument("--nfe", type=int, default=None, help="NFE budget of every run (default: per instance)")
-    ehrlich.add_argument("--seeds", type=int, default=2, help="seeds per instance")
+    ehrlich.add_argument("--seeds", type=int, default=3, help="seeds per instance")
     ehrlich.add_argument("--algorithms", nargs="+", default=None, help="subset of the search algorithms")
     ehrlich.add_argument("--quick", action="store_true", help="smoke run: 2000 NFE, one seed")
     ehrlich.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")

@@ -246,12 +246,13 @@ def models_list(
             _fail(f"no shipped checkpoint {card!r}; shipped: {', '.join(shipped) or 'none'}")
         typer.echo(read_model_card(shipped[card]))
         return
-    typer.echo(f"{'name':<16} {'domain':<8} {'params':>10} {'val bits/token':>15} {'unigram':>8}  path")
+    width = max([len("name"), *map(len, shipped)])
+    typer.echo(f"{'name':<{width}} {'domain':<8} {'params':>10} {'val bits/token':>15} {'unigram':>8}  path")
     for name, path in shipped.items():
         facts_file = path / "training_facts.json"
         facts = json.loads(facts_file.read_text()) if facts_file.is_file() else {}
         typer.echo(
-            f"{name:<16} {facts.get('domain', '?'):<8} {facts.get('parameters', 0):>10,} "
+            f"{name:<{width}} {facts.get('domain', '?'):<8} {facts.get('parameters', 0):>10,} "
             f"{facts.get('val_bits_per_token', nan):>15.4f} {facts.get('unigram_bits_per_token', nan):>8.4f}"
             f"  {path}"
         )

@@ -47,7 +47,10 @@ def test_benchmark_runs_every_algorithm_at_equal_nfe(tmp_path):
     bon = table.loc[table["algorithm"] == "best_of_n", "best_reward"].iloc[0]
     assert (table["best_of_n_final"] == bon).all()
     assert table.loc[table["algorithm"] == "best_of_n", "nfe_to_bon"].iloc[0] <= budget
-    for name in ("ehrlich.csv", "ehrlich_curves.csv", "ehrlich.png"):
+    prior = pd.read_csv(tmp_path / "ehrlich_prior.csv").iloc[0]
+    assert prior["feasible_fraction"] > 0.5  # uniform sequences are feasible with probability ~2% at L=32
+    assert prior["max_reward"] < 1.0
+    for name in ("ehrlich.csv", "ehrlich_curves.csv", "ehrlich_prior.csv", "ehrlich.png"):
         assert (tmp_path / name).is_file()
     curves = pd.read_csv(tmp_path / "ehrlich_curves.csv")
     assert set(curves["algorithm"]) == set(table["algorithm"])

@@ -188,8 +188,9 @@ LONG = ["--set", "budget.nfe=2400", "--set", "budget.seconds=null", "--set", "mo
         "--set", "search.leaves_per_iteration=1", "--set", "design.length=40"]  # fmt: skip
 
 
-def test_interrupt_leaves_partial_outputs_and_resume_matches_uninterrupted(tmp_path):
-    recipe = str(ROOT / "recipes" / "protein.yaml")
+@pytest.mark.parametrize("name", ["protein.yaml", "protein-pareto.yaml"], ids=["dts_star", "mcts"])
+def test_interrupt_leaves_partial_outputs_and_resume_matches_uninterrupted(tmp_path, name):
+    recipe = str(ROOT / "recipes" / name)
     whole = _seqtree("design", recipe, "--out", str(tmp_path / "whole"), *LONG)
     assert whole.returncode == 0, whole.stderr
 
