@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     recipes = sub.add_parser("recipes", help="wall time of every shipped recipe, split by component")
     recipes.add_argument("--out", type=Path, required=True)
     recipes.add_argument("recipes", nargs="*", type=Path, help="recipe files (default: recipes/*.yaml)")
+    recipes.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     sub.add_parser("oracles", help="oracle throughput (seqtree.oracles.bench)")
     ehrlich = sub.add_parser("ehrlich", help="Ehrlich holo benchmark: every algorithm at equal NFE, holo's GA")
     ehrlich.add_argument("--out", type=Path, required=True, help="directory for ehrlich.csv, curves and plot")
@@ -36,9 +37,13 @@ def main(argv: list[str] | None = None) -> None:
     ehrlich.add_argument("--algorithms", nargs="+", default=None, help="subset of the search algorithms")
     ehrlich.add_argument("--quick", action="store_true", help="smoke run: 2000 NFE, one seed")
     ehrlich.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ehrlich.add_argument("--report", nargs="+", type=Path, default=None, metavar="RUN_DIR",
+                         help="run nothing: merge the results of earlier runs (e.g. one per instance) into --out")
     args, rest = parser.parse_known_args(argv)  # sampling and oracles pass their own options through
     if rest and args.command not in ("sampling", "oracles"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
     if args.command == "sampling":
         from bench.sampling import main as sampling_main
 
@@ -52,10 +57,12 @@ def main(argv: list[str] | None = None) -> None:
 
         oracles_main(rest)
     elif args.command == "ehrlich":
+        from bench.ehrlich import merge_reports
         from bench.ehrlich import run as run_ehrlich
 
-        if args.threads:
-            torch.set_num_threads(args.threads)
+        if args.report:
+            merge_reports(args.out, args.report)
+            return
         instances = args.instances or ["ehrlich-l32", "ehrlich-l128"]
         budgets = {name: args.nfe for name in instances} if args.nfe else None
         run_ehrlich(

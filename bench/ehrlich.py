@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,12 @@ def build_problem(instance: str, setting: Setting):
     return problem, oracle
 
 
+def best_within(curve: pd.DataFrame, limit: float, axis: str = "nfe") -> float:
+    """The best reward found with at most ``limit`` of ``axis`` spent (NaN if nothing was scored by then)."""
+    part = curve[curve[axis] <= limit]["best_reward"]
+    return float(part.max()) if len(part) else math.nan
+
+
 def prior_check(problem, seed: int = 0, num: int = 256) -> dict:
     """What the prior alone produces: the feasible fraction and the rewards of ``num`` samples (distinct ones
     scored once). A prior that knows the feasible set gives ~100% feasible and rewards far below 1.0."""
@@ -139,7 +146,7 @@ def run_seqtree(algorithm: str, problem, params: dict, nfe: int, seed: int) -> t
     row = {
         "algorithm": algorithm, "nfe": result.nfe, "oracle_calls": result.oracle_calls,
         "seconds": time.perf_counter() - start, "best_reward": float(curve["best_reward"].max()),
-        "stop": result.stop_reason, "size": {k: params[k] for k in ONE_PASS.values() if k in params},
+        "stop": result.stop_reason, "size": str({k: params[k] for k in ONE_PASS.values() if k in params}),
     }  # fmt: skip
     return row, curve
 
@@ -176,7 +183,7 @@ def run_holo_ga(oracle, oracle_calls: int, seed: int, num_particles: int = 128) 
             optimizer.step(closure)
     curve = pd.DataFrame(rows, columns=["nfe", "oracle_calls", "best_reward", "mean_reward"])
     row = {"algorithm": GA_NAME, "nfe": 0, "oracle_calls": calls, "seconds": time.perf_counter() - start,
-           "best_reward": best, "stop": "oracle_calls", "size": {"num_particles": num_particles}}  # fmt: skip
+           "best_reward": best, "stop": "oracle_calls", "size": str({"num_particles": num_particles})}  # fmt: skip
     return row, curve
 
 
@@ -219,36 +226,81 @@ def run(
             ga_calls = max(row["oracle_calls"] for row, _ in runs)
             runs.append(run_holo_ga(oracle, ga_calls, seed))
             log(f"{instance} seed {seed} {GA_NAME}: best {runs[-1][0]['best_reward']:.3f} at {ga_calls} oracle calls")
-            bon = next((row["best_reward"] for row, _ in runs if row["algorithm"] == "best_of_n"), math.nan)
             for row, curve in runs:
-                row.update(instance=instance, seed=seed, nfe_budget=budget, best_of_n_final=bon)
-                row["nfe_to_bon"] = first_reaching(curve, bon, "nfe") if row["algorithm"] != GA_NAME else math.nan
-                row["calls_to_bon"] = first_reaching(curve, bon, "oracle_calls")
-                row["nfe_to_optimum"] = first_reaching(curve, 1.0, "nfe") if row["algorithm"] != GA_NAME else math.nan
-                row["calls_to_optimum"] = first_reaching(curve, 1.0, "oracle_calls")
+                row.update(instance=instance, seed=seed, nfe_budget=budget)
                 rows.append(row)
                 curves.append(curve.assign(instance=instance, seed=seed, algorithm=row["algorithm"]))
     table = pd.DataFrame(rows)
-    table["nfe_fraction_to_bon"] = table["nfe_to_bon"] / table["nfe_budget"]
-    table.to_csv(out / "ehrlich.csv", index=False)
-    pd.DataFrame(priors).to_csv(out / "ehrlich_prior.csv", index=False)
     curve_table = pd.concat(curves, ignore_index=True)
-    curve_table.to_csv(out / "ehrlich_curves.csv", index=False)
-    plot(curve_table, out / "ehrlich.png")
+    pd.DataFrame(priors).to_csv(out / "ehrlich_prior.csv", index=False)
+    return write_report(out, table, curve_table, log)
+
+
+def derive(table: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
+    """Add the comparison columns to the per-run rows, from each run's anytime curve.
+
+    ``best_of_n_final`` is best-of-N's final best reward on the same instance and seed; ``nfe_to_bon`` /
+    ``calls_to_bon`` where a run first reached it; ``best_at_fifth`` the best reward within a fifth of the NFE
+    budget; ``nfe_to_optimum`` / ``calls_to_optimum`` where a run first reached 1.0 (NaN: never)."""
+    table = table.copy()
+    bon = table[table["algorithm"] == "best_of_n"].set_index(["instance", "seed"])["best_reward"]
+    derived = []
+    for _, row in table.iterrows():
+        key = (row["instance"], row["seed"])
+        curve = curves[(curves["instance"] == key[0]) & (curves["seed"] == key[1])]
+        curve = curve[curve["algorithm"] == row["algorithm"]]
+        target = float(bon.get(key, math.nan))
+        searched = row["algorithm"] != GA_NAME
+        derived.append({
+            "best_of_n_final": target,
+            "best_at_fifth": best_within(curve, row["nfe_budget"] / 5) if searched else math.nan,
+            "nfe_to_bon": first_reaching(curve, target, "nfe") if searched else math.nan,
+            "calls_to_bon": first_reaching(curve, target, "oracle_calls"),
+            "nfe_to_optimum": first_reaching(curve, 1.0, "nfe") if searched else math.nan,
+            "calls_to_optimum": first_reaching(curve, 1.0, "oracle_calls"),
+        })  # fmt: skip
+    table = pd.concat([table.drop(columns=list(derived[0]), errors="ignore"), pd.DataFrame(derived)], axis=1)
+    table["nfe_fraction_to_bon"] = table["nfe_to_bon"] / table["nfe_budget"]
+    return table
+
+
+def write_report(
+    out: Path, table: pd.DataFrame, curves: pd.DataFrame, log: Callable[[str], None] = print
+) -> pd.DataFrame:
+    """Derive the comparison columns, write ``ehrlich.csv``, ``ehrlich_curves.csv`` and ``ehrlich.png``, log the
+    summary. Also used to merge the results of separate runs (``--report``)."""
+    out.mkdir(parents=True, exist_ok=True)
+    table = derive(table, curves)
+    table.to_csv(out / "ehrlich.csv", index=False)
+    curves.to_csv(out / "ehrlich_curves.csv", index=False)
+    plot(curves, out / "ehrlich.png")
     log(summary(table).to_string(index=False, float_format="%.3g"))
     return table
+
+
+def merge_reports(out: Path, sources: list[Path], log: Callable[[str], None] = print) -> pd.DataFrame:
+    """One report from the output folders of several runs (e.g. one per instance, run on separate cores)."""
+    read = lambda name: pd.concat([pd.read_csv(src / name) for src in sources], ignore_index=True)  # noqa: E731
+    out.mkdir(parents=True, exist_ok=True)
+    if all((src / "ehrlich_prior.csv").is_file() for src in sources):
+        read("ehrlich_prior.csv").to_csv(out / "ehrlich_prior.csv", index=False)
+    return write_report(out, read("ehrlich.csv"), read("ehrlich_curves.csv"), log)
 
 
 DEFAULT_NFE = {"ehrlich-l32": 50_000, "ehrlich-l128": 60_000}
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean over seeds per instance and algorithm; ``optimum_runs`` counts the runs that reached 1.0."""
+    """Mean over seeds per instance and algorithm. ``bon_in_fifth_runs`` counts the runs that reached best-of-N's
+    final best reward (same seed) within a fifth of the NFE budget, ``optimum_runs`` those that reached 1.0."""
+    table = table.assign(bon_in_fifth=table["nfe_to_bon"] <= table["nfe_budget"] / 5)
     grouped = table.groupby(["instance", "algorithm"], sort=False)
     return grouped.agg(
-        best_reward=("best_reward", "mean"), nfe=("nfe", "mean"), oracle_calls=("oracle_calls", "mean"),
-        seconds=("seconds", "mean"), nfe_fraction_to_bon=("nfe_fraction_to_bon", "mean"),
-        optimum_runs=("nfe_to_optimum", lambda s: int(s.notna().sum())), runs=("seed", "count"),
+        best_reward=("best_reward", "mean"), best_at_fifth=("best_at_fifth", "mean"), nfe=("nfe", "mean"),
+        oracle_calls=("oracle_calls", "mean"), seconds=("seconds", "mean"),
+        nfe_fraction_to_bon=("nfe_fraction_to_bon", "mean"),
+        bon_in_fifth_runs=("bon_in_fifth", "sum"), optimum_runs=("calls_to_optimum", lambda s: int(s.notna().sum())),
+        runs=("seed", "count"),
     ).reset_index()  # fmt: skip
 
 
@@ -275,14 +327,16 @@ def plot(curves: pd.DataFrame, path: Path) -> None:
             for algorithm, runs in part.groupby("algorithm", sort=False):
                 if axis == "nfe" and algorithm == GA_NAME:
                     continue
-                ys = np.nanmean([_step_curve(c, axis, grid) for _, c in runs.groupby("seed")], axis=0)
+                with warnings.catch_warnings():  # grid points before any run's first score stay NaN
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    ys = np.nanmean([_step_curve(c, axis, grid) for _, c in runs.groupby("seed")], axis=0)
                 ax.plot(grid, ys, label=algorithm)
             ax.set_xlabel("NFE (denoiser rows)" if axis == "nfe" else "oracle calls")
             ax.set_ylabel("best reward (mean over seeds)")
             ax.set_title(instance)
             ax.set_ylim(0, 1.05)
             ax.grid(alpha=0.3)
-        axes[row, 0].legend(fontsize=8)
+        axes[row, 1].legend(fontsize=8)  # the oracle-call panel also shows holo's GA
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
