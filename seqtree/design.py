@@ -143,6 +143,14 @@ def run_design(
     model = load_model(recipe.model.name, trust_remote_code=recipe.model.trust_remote_code)
     oracle = TimedOracle(build_oracle(recipe))
     root = build_root(recipe, model)
+    designed = root == model.diffusion.mask_id
+    if recipe.output.replay_buffer is not None:  # refuse an incompatible buffer before spending compute
+        from seqtree.buffer import check_compatible
+
+        check_compatible(recipe.output.replay_buffer, recipe.model.name, {
+            "tokens": (len(root),), "designed": (len(root),), "log_prob": (recipe.model.num_steps,),
+            "rewards": (oracle.num_objectives,),
+        })  # fmt: skip
     params = recipe.search.params()
     if supports_state(recipe):
         params["save_to"] = str(state_file)
@@ -171,13 +179,15 @@ def run_design(
     seconds = time.perf_counter() - started
 
     run = DesignRun(recipe, run_dir, result)
-    write_outputs(run, model, oracle, seconds, stop)
+    write_outputs(run, model, oracle, seconds, stop, designed)
     if not recipe.output.save_tree and not stop.requested and state_file.exists():
         state_file.unlink()  # a finished run keeps its tree only when asked
     return run
 
 
-def write_outputs(run: DesignRun, model, oracle: TimedOracle, seconds: float, stop: StopFlag) -> None:
+def write_outputs(
+    run: DesignRun, model, oracle: TimedOracle, seconds: float, stop: StopFlag, designed: torch.Tensor
+) -> None:
     recipe, result, run_dir = run.recipe, run.result, run.run_dir
     names = oracle.objective_names if len(oracle.objective_names) > 1 else []
     prompt = recipe.design.prompt if model.domain == "text" or (model.domain is None and recipe.design.prompt) else None
@@ -188,6 +198,14 @@ def write_outputs(run: DesignRun, model, oracle: TimedOracle, seconds: float, st
     if result.designs.rewards.shape[1] > 1:
         rundir.write_pareto(run_dir, result, oracle.objective_names)
     run.summary = summarize(run, model, oracle, seconds, stop)
+    buffer = recipe.output.replay_buffer
+    if buffer is not None and not stop.requested and len(result.designs):  # an interrupted run appends on resume
+        from seqtree.buffer import append_to_buffer
+
+        entry = {"name": recipe.name, "model": recipe.model.name, "algorithm": recipe.search.algorithm,
+                 "seed": recipe.seed, "rows": len(result.designs)}  # fmt: skip
+        total = append_to_buffer(buffer, result, designed, entry)
+        run.summary["replay_buffer"] = {"path": str(buffer), "rows_added": len(result.designs), "rows": total}
     rundir.write_json(run_dir / rundir.SUMMARY, run.summary)
 
 

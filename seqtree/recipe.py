@@ -80,6 +80,9 @@ class OutputSection(_Strict):
     dir: Path | None = Field(None, description="run directory (default runs/<name>); --out overrides")
     fasta: bool | None = Field(None, description="write designs.fasta (default: for protein, DNA and Ehrlich models)")
     save_tree: bool = Field(False, description="keep the search tree (tree algorithms) as tree.safetensors")
+    replay_buffer: Path | None = Field(
+        None, description="append the designs' trajectories to this replay buffer (safetensors) for fine-tuning"
+    )
 
 
 class DesignRecipe(_Strict):

@@ -226,3 +226,30 @@ def test_existing_run_directory_is_not_overwritten(tmp_path):
     assert _seqtree("design", recipe, "--out", str(tmp_path / "r"), *TINY).returncode == 0
     again = _seqtree("design", recipe, "--out", str(tmp_path / "r"), *TINY)
     assert again.returncode == 2 and "--resume" in again.stderr
+
+
+# ----------------------------------------------------------------------------------------------- replay buffer
+def test_runs_append_their_trajectories_to_the_replay_buffer(tmp_path):
+    from seqtree.buffer import read_buffer
+
+    buffer = tmp_path / "buffer.safetensors"
+    into_buffer = ["--set", f"output.replay_buffer={buffer}"]
+    recipe = str(ROOT / "recipes" / "protein.yaml")
+    first = _seqtree("design", recipe, "--out", str(tmp_path / "a"), *TINY, *into_buffer)
+    assert first.returncode == 0, first.stderr
+    columns, runs = read_buffer(buffer)
+    rows = json.loads((tmp_path / "a" / "summary.json").read_text())["replay_buffer"]["rows"]
+    assert rows == len(columns["tokens"]) == len(columns["scores"]) == runs[0]["rows"] >= 1
+    assert columns["log_prob_model"].shape == (rows, 8) and (columns["log_prob_model"] <= 0).all()  # 8 steps
+    assert columns["scores"].tolist() == sorted(columns["scores"].tolist(), reverse=True)
+    assert (columns["designed"].sum(1) == 60).all()  # the 60 designed residues; padding is fixed
+    second = _seqtree("design", recipe, "--out", str(tmp_path / "b"), *TINY, "--set", "seed=1", *into_buffer)
+    assert second.returncode == 0, second.stderr
+    columns, runs = read_buffer(buffer)
+    assert [r["seed"] for r in runs] == [0, 1] and len(columns["tokens"]) == rows + runs[1]["rows"]
+    other_model = _seqtree("design", str(ROOT / "recipes" / "dna.yaml"), "--out", str(tmp_path / "c"), *TINY,
+                           *into_buffer)  # fmt: skip
+    assert other_model.returncode == 2, other_model.stderr
+    assert "replay buffer" in other_model.stderr and "protein-tiny" in other_model.stderr
+    assert not (tmp_path / "c" / "summary.json").exists()  # refused before searching
+    assert len(read_buffer(buffer)[0]["tokens"]) == len(columns["tokens"])  # and the buffer is unchanged
