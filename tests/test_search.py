@@ -138,9 +138,37 @@ def test_tree_grows_links_children_and_round_trips(tmp_path):
     path = tree.save(tmp_path / "tree.safetensors")
     loaded = Tree.load(path)
     assert loaded.size == tree.size
-    for name in ("parent", "step", "tokens", "first_child", "next_sibling", "reward", "step_log_prob"):
+    for name in ("parent", "step", "tokens", "child_start", "num_children", "reward", "step_log_prob"):
         np.testing.assert_array_equal(getattr(loaded, name)[: tree.size], getattr(tree, name)[: tree.size])
     assert loaded.children(0).tolist() == ids.tolist()
+
+
+def test_children_added_one_at_a_time_keep_creation_order_through_save_and_load(tmp_path):
+    """Progressive widening adds children to many parents interleaved; every parent's block stays in order."""
+    root = torch.tensor([MASK_ID] * 3)
+    tree = Tree.create(root, num_steps=4, branch_every=2, num_objectives=1, vocab_size=6, mask_id=MASK_ID, capacity=2)
+    first = tree.add_children(np.zeros(3, np.int64), torch.zeros(3, 3, dtype=torch.long), np.full(3, 2),
+                              torch.zeros(3, 2), torch.zeros(3, 2), torch.zeros(3, dtype=torch.bool))  # fmt: skip
+    expected = {int(n): [] for n in (0, *first)}
+    expected[0] = first.tolist()
+    rng = np.random.default_rng(0)
+
+    def add(parents):
+        n = len(parents)
+        ids = tree.add_children(np.array(parents), torch.zeros(n, 3, dtype=torch.long), np.full(n, 4),
+                                torch.zeros(n, 2), torch.zeros(n, 2), torch.ones(n, dtype=torch.bool))  # fmt: skip
+        for parent, node in zip(parents, ids.tolist()):
+            expected[parent].append(node)
+
+    for _ in range(60):
+        add(rng.choice(list(expected), size=int(rng.integers(1, 4))).tolist())
+    tree = Tree.load(tree.save(tmp_path / "tree.safetensors"))
+    for _ in range(20):
+        add(rng.choice(list(expected), size=int(rng.integers(1, 4))).tolist())
+    for parent, nodes in expected.items():
+        assert tree.children(parent).tolist() == nodes
+        assert all(tree.parent[n] == parent for n in nodes)
+    assert tree.pool_size <= 4 * (tree.size - 1) + 4 * len(expected)  # doubling blocks waste a bounded amount
 
 
 # ------------------------------------------------------------------------------------------ exactness

@@ -188,8 +188,11 @@ def grow_tree(
             idle += 1
             continue
         ends_array = np.array(ends, np.int64)
+        # A terminal node scored in an earlier iteration changes no value when reached again (its visits were
+        # counted on the way down), so only newly scored ends are backed up: the same tree, without re-walks.
+        fresh = np.isnan(tree.reward[ends_array, 0])
         known = engine.score_nodes(tree, ends_array)
-        for end in ends_array[known].tolist():
+        for end in ends_array[known & fresh].tolist():
             _backup(engine, tree, end, p.alpha)
         idle = idle + 1 if spent == (engine.meter.nfe, engine.meter.oracle_calls) else 0
     if p.save_to is not None:

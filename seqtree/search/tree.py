@@ -1,12 +1,15 @@
 """Array storage of a search tree in the manner of mctx: one preallocated array per node field, grown by doubling.
 
-Node i is the i-th node added; nothing is a Python object per node. Children form a singly linked list in order of
-creation (``first_child`` / ``next_sibling``), which suits progressive widening where children arrive one at a
-time. Tokens are stored compactly (uint8 when the vocabulary fits, else int16 / int32). A tree is saved to one
-safetensors file (arrays plus string metadata; nothing is unpickled on load) together with whatever extra arrays
-the caller needs to resume (generator state, counters, curve).
+Node i is the i-th node added; nothing is a Python object per node. The children of a node sit contiguously, in
+order of creation, in one shared pool array (``child_pool[child_start[i] : child_start[i] + num_children[i]]``):
+a node's block doubles (moving to the pool's end) when full, as a vector would, so that progressive widening can add
+children one at a time while ``children(i)`` stays one array slice, with no Python loop over siblings. Tokens are
+stored compactly (uint8 when the vocabulary fits, else int16 / int32). A tree is saved to one safetensors file
+(arrays plus string metadata; nothing is unpickled on load) together with whatever extra arrays the caller needs to
+resume (generator state, counters, curve).
 
-Memory per node: L token bytes + about 60 + 8 (K - 1) * 2 + 8 S bytes (S = branch_every, K = objectives).
+Memory per node: L token bytes + about 60 + 8 (K - 1) * 2 + 8 S bytes (S = branch_every, K = objectives), plus the
+child pool: at most 4 int32 slots per child (blocks double), typically under 2.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from safetensors.numpy import save_file
 from torch import Tensor
 
 NO_NODE = -1
+CHILD_BLOCK = 4  # slots of a node's first children block
 _GROWN = (
-    "parent", "depth", "step", "first_child", "last_child", "next_sibling", "num_children", "terminal", "closed",
+    "parent", "depth", "step", "child_start", "child_capacity", "num_children", "terminal", "closed",
     "visits",
     "value", "value_sum", "soft_value", "reward", "log_prob", "log_prob_model", "step_log_prob",
     "step_log_prob_model", "tokens",
@@ -50,9 +54,8 @@ class Tree:
     parent: np.ndarray  # [C] int32, NO_NODE for the root
     depth: np.ndarray  # [C] int16 segments from the root
     step: np.ndarray  # [C] int16 diffusion step k of the node's state (t = 1 - k / num_steps)
-    first_child: np.ndarray  # [C] int32
-    last_child: np.ndarray  # [C] int32
-    next_sibling: np.ndarray  # [C] int32
+    child_start: np.ndarray  # [C] int64 offset of the node's block in child_pool (0 while it has no block)
+    child_capacity: np.ndarray  # [C] int32 slots of that block
     num_children: np.ndarray  # [C] int32
     terminal: np.ndarray  # [C] bool: no masked position left
     closed: np.ndarray  # [C] bool: nothing left to explore below (terminal, or every child closed; MCTS)
@@ -66,6 +69,8 @@ class Tree:
     step_log_prob: np.ndarray  # [C, S] float32 per reverse step of the segment (proposal), 0 past its end
     step_log_prob_model: np.ndarray  # [C, S] float32 per reverse step (model)
     tokens: np.ndarray  # [C, L] uint8 / int16 / int32 state at the node's step
+    child_pool: np.ndarray  # [P] int32 children blocks; the first pool_size slots are allocated
+    pool_size: int = 0
     extras: dict[str, np.ndarray] = field(default_factory=dict)  # saved alongside (generator state, counters)
 
     # ------------------------------------------------------------------------------------------------ build
@@ -94,9 +99,8 @@ class Tree:
             parent=np.full(capacity, NO_NODE, np.int32),
             depth=np.zeros(capacity, np.int16),
             step=np.zeros(capacity, np.int16),
-            first_child=np.full(capacity, NO_NODE, np.int32),
-            last_child=np.full(capacity, NO_NODE, np.int32),
-            next_sibling=np.full(capacity, NO_NODE, np.int32),
+            child_start=np.zeros(capacity, np.int64),
+            child_capacity=np.zeros(capacity, np.int32),
             num_children=np.zeros(capacity, np.int32),
             terminal=np.zeros(capacity, bool),
             closed=np.zeros(capacity, bool),
@@ -110,6 +114,7 @@ class Tree:
             step_log_prob=np.zeros((capacity, s), np.float32),
             step_log_prob_model=np.zeros((capacity, s), np.float32),
             tokens=np.zeros((capacity, length), token_dtype(vocab_size)),
+            child_pool=np.full(2 * capacity, NO_NODE, np.int32),
         )
         tree.size = 1
         tree.tokens[0] = root.cpu().numpy()
@@ -133,8 +138,7 @@ class Tree:
             new_capacity *= 2
         for name in _GROWN:
             old = getattr(self, name)
-            fill = {"parent": NO_NODE, "first_child": NO_NODE, "last_child": NO_NODE, "next_sibling": NO_NODE}
-            default = fill.get(name, np.nan if name in ("value", "soft_value", "reward") else 0)
+            default = NO_NODE if name == "parent" else np.nan if name in ("value", "soft_value", "reward") else 0
             grown = np.full((new_capacity, *old.shape[1:]), default, dtype=old.dtype)
             grown[: self.size] = old[: self.size]
             setattr(self, name, grown)
@@ -167,27 +171,32 @@ class Tree:
         self.log_prob_model[ids] = slpm.sum(-1)
         self.terminal[ids] = terminal.cpu().numpy()
         self.closed[ids] = self.terminal[ids]
-        for node, par in zip(ids.tolist(), parents.tolist()):  # link siblings in creation order
-            last = self.last_child[par]
-            if last == NO_NODE:
-                self.first_child[par] = node
-            else:
-                self.next_sibling[last] = node
-            self.last_child[par] = node
-            self.num_children[par] += 1
+        for par, extra in zip(*(a.tolist() for a in np.unique(parents, return_counts=True))):
+            count = int(self.num_children[par])
+            if count + extra > self.child_capacity[par]:  # one move per parent per batch, doubling
+                self._move_block(par, max(CHILD_BLOCK, 2 * count, count + extra))
+        for node, par in zip(ids.tolist(), parents.tolist()):  # append to the parent's block, in creation order
+            count = int(self.num_children[par])
+            self.child_pool[self.child_start[par] + count] = node
+            self.num_children[par] = count + 1
         return ids
+
+    def _move_block(self, node: int, slots: int) -> None:
+        """Give ``node`` a block of ``slots`` at the pool's end, carrying its children over."""
+        start, count = int(self.child_start[node]), int(self.num_children[node])
+        if self.pool_size + slots > self.child_pool.shape[0]:
+            grown = np.full(max(2 * self.child_pool.shape[0], self.pool_size + slots), NO_NODE, np.int32)
+            grown[: self.pool_size] = self.child_pool[: self.pool_size]
+            self.child_pool = grown
+        self.child_pool[self.pool_size : self.pool_size + count] = self.child_pool[start : start + count]
+        self.child_start[node], self.child_capacity[node] = self.pool_size, slots
+        self.pool_size += slots
 
     # ----------------------------------------------------------------------------------------------- query
     def children(self, node: int) -> np.ndarray:
-        """Ids of the children of ``node`` in creation order, [num_children] int64."""
-        out = np.empty(int(self.num_children[node]), np.int64)
-        child = int(self.first_child[node])
-        i = 0
-        while child != NO_NODE:
-            out[i] = child
-            i += 1
-            child = int(self.next_sibling[child])
-        return out
+        """Ids of the children of ``node`` in creation order, [num_children] int64 (a new array)."""
+        start = int(self.child_start[node])
+        return self.child_pool[start : start + int(self.num_children[node])].astype(np.int64)
 
     def path(self, node: int) -> np.ndarray:
         """Ids from the root to ``node`` inclusive."""
@@ -213,8 +222,8 @@ class Tree:
         return proposal, model
 
     def nbytes(self) -> int:
-        """Bytes held by the node arrays (capacity included)."""
-        return sum(getattr(self, name).nbytes for name in _GROWN)
+        """Bytes held by the node arrays and the child pool (capacity included)."""
+        return sum(getattr(self, name).nbytes for name in _GROWN) + self.child_pool.nbytes
 
     # ---------------------------------------------------------------------------------------------- persist
     def save(self, path: str | Path) -> Path:
@@ -222,6 +231,7 @@ class Tree:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {name: np.ascontiguousarray(getattr(self, name)[: self.size]) for name in _GROWN}
+        arrays["child_pool"] = np.ascontiguousarray(self.child_pool[: max(self.pool_size, 1)])
         arrays.update({f"extra.{k}": np.ascontiguousarray(v) for k, v in self.extras.items()})
         meta = {
             "num_steps": self.num_steps,
@@ -229,6 +239,7 @@ class Tree:
             "num_objectives": self.num_objectives,
             "vocab_size": self.vocab_size,
             "size": self.size,
+            "pool_size": self.pool_size,
         }
         tmp = path.with_suffix(path.suffix + ".tmp")
         save_file(arrays, str(tmp), metadata={"seqtree_tree": json.dumps(meta)})
@@ -243,7 +254,8 @@ class Tree:
             for key in handle.keys():
                 arrays[key] = handle.get_tensor(key)
         extras = {k.removeprefix("extra."): v for k, v in arrays.items() if k.startswith("extra.")}
-        fields = {name: arrays[name] for name in _GROWN}
+        fields = {name: arrays[name] for name in (*_GROWN, "child_pool")}
         tree = cls(extras=extras, **meta, **fields)
+        tree.child_pool = np.concatenate([tree.child_pool, np.full(max(1024, tree.pool_size), NO_NODE, np.int32)])
         tree._reserve(max(1024, tree.size))  # room to grow (also makes the arrays writable copies)
         return tree
