@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> None:
     ehrlich.add_argument("--seeds", type=int, default=3, help="seeds per instance")
     ehrlich.add_argument("--algorithms", nargs="+", default=None, help="subset of the search algorithms")
     ehrlich.add_argument("--quick", action="store_true", help="smoke run: 2000 NFE, one seed")
+    ehrlich.add_argument("--branch-every", type=int, default=None, help="steps between branch points (default: 1/8)")
+    ehrlich.add_argument("--ga-calls", type=int, default=None,
+                         help="holo GA oracle calls (default: the most any seqtree run used on that seed)")
     ehrlich.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ehrlich.add_argument("--report", nargs="+", type=Path, default=None, metavar="RUN_DIR",
                          help="run nothing: merge the results of earlier runs (e.g. one per instance) into --out")
@@ -66,7 +69,8 @@ def main(argv: list[str] | None = None) -> None:
         instances = args.instances or ["ehrlich-l32", "ehrlich-l128"]
         budgets = {name: args.nfe for name in instances} if args.nfe else None
         run_ehrlich(
-            args.out, instances=instances, nfe=budgets, seeds=args.seeds, algorithms=args.algorithms, quick=args.quick
+            args.out, instances=instances, nfe=budgets, seeds=args.seeds, algorithms=args.algorithms, quick=args.quick,
+            branch_every=args.branch_every, ga_calls=args.ga_calls,
         )
     elif args.command == "search":
         from bench.search import run

@@ -54,3 +54,17 @@ def test_benchmark_runs_every_algorithm_at_equal_nfe(tmp_path):
         assert (tmp_path / name).is_file()
     curves = pd.read_csv(tmp_path / "ehrlich_curves.csv")
     assert set(curves["algorithm"]) == set(table["algorithm"])
+
+
+def test_branching_schedule_and_ga_budget_can_be_set(tmp_path):
+    assert ehrlich.setting_for(32).branch_every == 4 and ehrlich.setting_for(32, 2).branch_every == 2
+    with pytest.raises(ValueError, match="branch_every"):
+        ehrlich.setting_for(32, 33)
+    table = ehrlich.run(
+        tmp_path, instances=["ehrlich-l32"], nfe={"ehrlich-l32": 300}, seeds=1, algorithms=["dts_star"],
+        branch_every=2, ga_calls=256, log=lambda _: None,
+    )  # fmt: skip
+    assert (table["branch_every"] == 2).all()
+    ga = table[table["algorithm"] == ehrlich.GA_NAME].iloc[0]
+    assert ga["oracle_calls"] == 256  # two whole generations of 128, not the seqtree runs' count
+    assert list(ehrlich.summary(table)["branch_every"]) == [2, 2]
