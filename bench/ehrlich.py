@@ -239,7 +239,9 @@ def run(
             for row, curve in runs:
                 row.update(instance=instance, seed=seed, nfe_budget=budget, branch_every=setting.branch_every)
                 rows.append(row)
-                curves.append(curve.assign(instance=instance, seed=seed, algorithm=row["algorithm"]))
+                curves.append(curve.assign(
+                    instance=instance, seed=seed, algorithm=row["algorithm"], branch_every=setting.branch_every
+                ))
     table = pd.DataFrame(rows)
     curve_table = pd.concat(curves, ignore_index=True)
     pd.DataFrame(priors).to_csv(out / "ehrlich_prior.csv", index=False)
@@ -249,17 +251,18 @@ def run(
 def derive(table: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
     """Add the comparison columns to the per-run rows, from each run's anytime curve.
 
-    ``best_of_n_final`` is best-of-N's final best reward on the same instance and seed; ``nfe_to_bon`` /
-    ``calls_to_bon`` where a run first reached it; ``best_at_fifth`` the best reward within a fifth of the NFE
-    budget; ``nfe_to_optimum`` / ``calls_to_optimum`` where a run first reached 1.0 (NaN: never)."""
+    ``best_of_n_final`` is best-of-N's final best reward on the same instance, branching schedule and seed;
+    ``nfe_to_bon`` / ``calls_to_bon`` where a run first reached it; ``best_at_fifth`` the best reward within a fifth
+    of the NFE budget; ``nfe_to_optimum`` / ``calls_to_optimum`` where a run first reached 1.0 (NaN: never)."""
     table = table.copy()
-    bon = table[table["algorithm"] == "best_of_n"].set_index(["instance", "seed"])["best_reward"]
+    run_keys = [k for k in ("instance", "branch_every", "seed") if k in table and k in curves]  # one run's setting
+    bon = table[table["algorithm"] == "best_of_n"].set_index(run_keys)["best_reward"]
     derived = []
     for _, row in table.iterrows():
-        key = (row["instance"], row["seed"])
-        curve = curves[(curves["instance"] == key[0]) & (curves["seed"] == key[1])]
-        curve = curve[curve["algorithm"] == row["algorithm"]]
-        target = float(bon.get(key, math.nan))
+        key = tuple(row[k] for k in run_keys)
+        same_run = np.logical_and.reduce([curves[k] == v for k, v in zip(run_keys, key)])
+        curve = curves[same_run & (curves["algorithm"] == row["algorithm"])]
+        target = float(bon.get(key if len(key) > 1 else key[0], math.nan))
         searched = row["algorithm"] != GA_NAME
         derived.append({
             "best_of_n_final": target,
@@ -294,7 +297,14 @@ def merge_reports(out: Path, sources: list[Path], log: Callable[[str], None] = p
     out.mkdir(parents=True, exist_ok=True)
     if all((src / "ehrlich_prior.csv").is_file() for src in sources):
         read("ehrlich_prior.csv").to_csv(out / "ehrlich_prior.csv", index=False)
-    return write_report(out, read("ehrlich.csv"), read("ehrlich_curves.csv"), log)
+    tables, curves = [], []
+    for src in sources:
+        table, curve = pd.read_csv(src / "ehrlich.csv"), pd.read_csv(src / "ehrlich_curves.csv")
+        if "branch_every" in table and "branch_every" not in curve and table["branch_every"].nunique() == 1:
+            curve = curve.assign(branch_every=table["branch_every"].iloc[0])  # curves written before the column
+        tables.append(table)
+        curves.append(curve)
+    return write_report(out, pd.concat(tables, ignore_index=True), pd.concat(curves, ignore_index=True), log)
 
 
 DEFAULT_NFE = {"ehrlich-l32": 50_000, "ehrlich-l128": 60_000}

@@ -68,3 +68,11 @@ def test_branching_schedule_and_ga_budget_can_be_set(tmp_path):
     ga = table[table["algorithm"] == ehrlich.GA_NAME].iloc[0]
     assert ga["oracle_calls"] == 256  # two whole generations of 128, not the seqtree runs' count
     assert list(ehrlich.summary(table)["branch_every"]) == [2, 2]
+    # two schedules merged into one report keep their own best-of-N targets and curves
+    curves = pd.read_csv(tmp_path / "ehrlich_curves.csv")
+    other = table.assign(branch_every=4, best_reward=table["best_reward"] / 2)
+    both_curves = pd.concat([curves, curves.assign(branch_every=4, best_reward=curves["best_reward"] / 2)])
+    bon = table.iloc[[0]].assign(algorithm="best_of_n")  # one best-of-N run per schedule
+    merged = ehrlich.derive(pd.concat([table, bon, other, bon.assign(branch_every=4)], ignore_index=True), both_curves)
+    finals = merged.groupby("branch_every")["best_of_n_final"].unique()
+    assert len(finals[2]) == 1 and len(finals[4]) == 1
