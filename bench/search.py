@@ -162,12 +162,15 @@ def memory(out: Path, max_nodes: int) -> pd.DataFrame:
     tokens = torch.randint(2, 22, (batch, length))
     logp = torch.zeros(batch, 4)
     terminal = torch.zeros(batch, dtype=torch.bool)
+    unmask = torch.full((batch, length), -1)  # nothing unmasked (memory does not depend on the values)
     rows, start = [], time.perf_counter()
     checkpoints = {10_000, 100_000, max_nodes}
     while tree.size < max_nodes:
         count = min(batch, max_nodes - tree.size)
         parents = np.random.default_rng(tree.size).integers(0, tree.size, count)
-        tree.add_children(parents, tokens[:count], np.full(count, 4), logp[:count], logp[:count], terminal[:count])
+        tree.add_children(
+            parents, tokens[:count], np.full(count, 4), logp[:count], logp[:count], terminal[:count], unmask[:count]
+        )
         if any(tree.size >= c > tree.size - count for c in checkpoints):
             rows.append((tree.size, tree.capacity, tree.nbytes(), tree.nbytes() / tree.capacity,
                          tree.nbytes() / tree.size, time.perf_counter() - start))  # fmt: skip

@@ -138,24 +138,11 @@ def design(
     progress: Annotated[bool | None, typer.Option(help="progress bar (default: only on a terminal)")] = None,
 ) -> None:
     """Search for high-reward sequences as a recipe says; write designs, curve, plots and a summary."""
-    from seqtree.design import StopFlag, load_run_recipe, run_design, stop_on_signals
+    from seqtree.design import StopFlag, run_design, stop_on_signals
     from seqtree.models.tokenizers import TokenizationError
-    from seqtree.recipe import load_design_recipe, validate_design_recipe
 
     try:
-        if resume is not None:
-            if recipe is not None:
-                _fail("give either a recipe or --resume RUN_DIR, not both")
-            parsed = load_run_recipe(resume)
-            if set_:
-                from seqtree.config import apply_overrides
-
-                parsed = validate_design_recipe(apply_overrides(parsed.model_dump(mode="json"), set_), str(resume))
-            out = resume
-        elif recipe is None:
-            _fail("give a recipe, e.g. seqtree design recipes/protein.yaml")
-        else:
-            parsed = load_design_recipe(recipe, set_ or [])
+        parsed, out = _recipe_or_resume(recipe, resume, set_, out)
         with stop_on_signals(StopFlag()) as flag:
             run = run_design(
                 parsed, out=out, resume=resume is not None,
@@ -178,6 +165,70 @@ def design(
     if summary["interrupted"]:
         typer.echo(f"interrupted: partial results written; continue with seqtree design --resume {run.run_dir}")
         raise typer.Exit(130)
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  seqtree finetune recipes/dna.yaml\n\n"
+        "  seqtree finetune recipes/protein.yaml --set finetune.rounds=4 --set finetune.buffer_from=policy\n\n"
+        "  seqtree finetune --resume runs/dna-motifs-finetune"
+    ),
+)
+def finetune(
+    recipe: Annotated[Path | None, typer.Argument(help="design recipe YAML with a finetune: section")] = None,
+    out: Annotated[Path | None, typer.Option(help="run directory (default output.dir or runs/<name>-finetune)")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a field: key.sub=value")] = None,
+    resume: Annotated[Path | None, typer.Option(help="continue the fine-tuning run in this directory")] = None,
+    progress: Annotated[bool | None, typer.Option(help="progress bars (default: only on a terminal)")] = None,
+) -> None:
+    """Fine-tune the recipe's model on what search finds (TR2-D2): search -> replay buffer -> WDCE, round after
+    round; writes per-round designs and checkpoints, metrics.csv, finetune.png and a summary."""
+    from seqtree.buffer import BufferError
+    from seqtree.design import StopFlag, stop_on_signals
+    from seqtree.finetune import run_finetune
+    from seqtree.models.tokenizers import TokenizationError
+
+    try:
+        parsed, out = _recipe_or_resume(recipe, resume, set_, out)
+        if resume is None and out is None and parsed.output.dir is None:
+            out = Path("runs") / f"{parsed.name}-finetune"
+        with stop_on_signals(StopFlag()) as flag:
+            run = run_finetune(
+                parsed, out=out, resume=resume is not None,
+                progress=_is_interactive() if progress is None else progress, stop=flag,
+                log=lambda line: typer.echo(line, err=True),
+            )  # fmt: skip
+    except (RecipeError, BufferError, FileNotFoundError, FileExistsError, TokenizationError, ValueError) as error:
+        _fail(str(error))
+    summary = run.summary
+    typer.echo(
+        f"{run.run_dir}: {summary['rounds_done']} of {summary['rounds']} rounds, best reward "
+        f"{summary['best_reward']:.4g}, samples mean {summary['final_eval_reward_mean']:.4g}, {summary['nfe']} NFE, "
+        f"{summary['oracle_calls']} oracle calls, {summary['seconds']:.1f} s; model: {summary['model_dir']}"
+    )
+    if summary["interrupted"]:
+        typer.echo(f"interrupted: committed rounds kept; continue with seqtree finetune --resume {run.run_dir}")
+        raise typer.Exit(130)
+
+
+def _recipe_or_resume(recipe: Path | None, resume: Path | None, set_: list[str] | None, out: Path | None):
+    """(recipe, run directory) from a recipe file (with --set) or from a run directory to resume."""
+    from seqtree.design import load_run_recipe
+    from seqtree.recipe import load_design_recipe, validate_design_recipe
+
+    if resume is not None:
+        if recipe is not None:
+            _fail("give either a recipe or --resume RUN_DIR, not both")
+        parsed = load_run_recipe(resume)
+        if set_:
+            from seqtree.config import apply_overrides
+
+            parsed = validate_design_recipe(apply_overrides(parsed.model_dump(mode="json"), set_), str(resume))
+        return parsed, resume
+    if recipe is None:
+        _fail("give a recipe, e.g. seqtree design recipes/protein.yaml")
+    return load_design_recipe(recipe, set_ or []), out
 
 
 @app.command(epilog="Example: seqtree validate recipes/dna.yaml --set budget.nfe=100")

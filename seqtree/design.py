@@ -114,6 +114,24 @@ def build_oracle(recipe: DesignRecipe):
         raise RecipeError("oracle: " + " ".join(str(error).split())) from None
 
 
+def build_problem(recipe: DesignRecipe, model, oracle, root: torch.Tensor, observer=None):
+    """The search problem a recipe asks for, over ``model`` (any denoiser with its diffusion and tokenizer)."""
+    from seqtree.search import SearchProblem
+
+    m = recipe.model
+    return SearchProblem(
+        denoiser=model.denoiser, diffusion=model.diffusion, tokenizer=model.tokenizer, oracle=oracle, root=root,
+        num_steps=m.num_steps, branch_every=m.branch_every, temperature=m.temperature, top_k=m.top_k, top_p=m.top_p,
+        cache=m.cache, observer=observer,
+    )  # fmt: skip
+
+
+def build_budget(recipe: DesignRecipe):
+    from seqtree.search import Budget
+
+    return Budget(nfe=recipe.budget.nfe, oracle_calls=recipe.budget.oracle_calls, seconds=recipe.budget.seconds)
+
+
 def supports_state(recipe: DesignRecipe) -> bool:
     """Whether the algorithm can save its search state and continue it exactly (a tree with its generator)."""
     return {"save_to", "resume_from"} <= set(recipe.search_params().model_fields)
@@ -130,7 +148,7 @@ def run_design(
 ) -> DesignRun:
     """Run the recipe and write the run directory; returns the run (result and summary)."""
     from seqtree.models.loading import load_model
-    from seqtree.search import Budget, SearchProblem, run_search
+    from seqtree.search import run_search
 
     run_dir = resolved_run_dir(recipe, out)
     stop = stop or StopFlag()
@@ -156,19 +174,14 @@ def run_design(
         params["save_to"] = str(state_file)
         if resume and state_file.exists():
             params["resume_from"] = str(state_file)
-    bar = _ProgressBar(recipe, enabled=progress)
+    bar = SearchProgressBar(recipe, enabled=progress)
 
     def observe(point) -> bool:
         bar.update(point)
         return stop.requested
 
-    problem = SearchProblem(
-        denoiser=model.denoiser, diffusion=model.diffusion, tokenizer=model.tokenizer, oracle=oracle, root=root,
-        num_steps=recipe.model.num_steps, branch_every=recipe.model.branch_every,
-        temperature=recipe.model.temperature, top_k=recipe.model.top_k, top_p=recipe.model.top_p,
-        cache=recipe.model.cache, observer=observe,
-    )  # fmt: skip
-    budget = Budget(nfe=recipe.budget.nfe, oracle_calls=recipe.budget.oracle_calls, seconds=recipe.budget.seconds)
+    problem = build_problem(recipe, model, oracle, root, observe)
+    budget = build_budget(recipe)
     generator = torch.Generator().manual_seed(recipe.seed)
     if log is not None:
         action = "resuming" if "resume_from" in params else "searching"
@@ -255,7 +268,7 @@ def load_run_recipe(run_dir: Path) -> DesignRecipe:
     return validate_design_recipe(yaml.safe_load(path.read_text()), str(path))
 
 
-class _ProgressBar:
+class SearchProgressBar:
     """A rich progress bar over the tightest budget, showing NFE, oracle calls and the best reward; silent when
     disabled (non-TTY, CI)."""
 

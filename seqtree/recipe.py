@@ -85,6 +85,37 @@ class OutputSection(_Strict):
     )
 
 
+class FinetuneSection(_Strict):
+    """``seqtree finetune``: rounds of search -> replay buffer -> WDCE (TR2-D2); ignored by ``seqtree design``."""
+
+    rounds: int = Field(2, ge=1, description="search -> buffer -> train rounds")
+    steps_per_round: int = Field(50, ge=1, description="gradient steps per round")
+    batch_size: int = Field(32, ge=1, description="buffer rows per gradient step (each replicated R times)")
+    lr: float = Field(1e-4, gt=0, description="AdamW learning rate (TR2-D2: 1e-4)")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    alpha: float = Field(0.1, gt=0, description="tilt temperature: target p_pre(x) exp(r(x) / alpha)")
+    replicates: int = Field(16, ge=1, description="R, masked copies of each row per step (TR2-D2: 16)")
+    weight_cap: float = Field(1e5, gt=0, description="cap of the 1 / lambda loss weight")
+    gradient_clip: float | None = Field(1.0, gt=0, description="gradient norm clip (TR2-D2: 1.0)")
+    ema_decay: float | None = Field(None, gt=0, lt=1, description="keep an EMA of the weights and search with it")
+    buffer_capacity: int | None = Field(1024, ge=1, description="rows kept; the lowest-weighted are evicted")
+    buffer_eviction: Literal["weight", "pareto"] = Field(
+        "weight", description="weight, or pareto (a Pareto archive with crowding, several objectives)"
+    )
+    buffer_from: Literal["search", "policy"] = Field(
+        "search", description="search, or policy: plain samples of the current policy at the same budget (baseline)"
+    )
+    seed_buffer: Path | None = Field(None, description="scored CSV / FASTA to seed the buffer with (lab data)")
+    reward_columns: list[str] | None = Field(None, description="reward columns of seed_buffer's CSV (default reward)")
+    eval_samples: int = Field(64, ge=1, description="plain samples of the policy scored after each round")
+    target_reward: float | None = Field(None, description="stop before the next round once the best reward reaches it")
+    accelerator: str = Field("cpu", description="Lightning accelerator for training (cpu, gpu, auto)")
+    devices: int | str = Field(1, description="Lightning devices (several GPUs: DDP through strategy)")
+    strategy: str = Field("auto", description="Lightning strategy, e.g. ddp")
+    precision: Literal["32", "bf16-mixed", "16-mixed"] = Field("32", description="Lightning precision")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+
+
 class DesignRecipe(_Strict):
     name: str = Field(description="the experiment's name (the default run directory)")
     model: ModelSection = Field(default_factory=ModelSection)
@@ -94,6 +125,7 @@ class DesignRecipe(_Strict):
     budget: BudgetSection
     seed: int = Field(0, description="seed of the search's torch.Generator")
     output: OutputSection = Field(default_factory=OutputSection)
+    finetune: FinetuneSection | None = Field(None, description="fine-tuning rounds (seqtree finetune)")
 
     @model_validator(mode="after")
     def _sections(self) -> DesignRecipe:
@@ -166,7 +198,7 @@ def reference_markdown() -> str:
     """The recipe reference: every section and field with its type, default and meaning."""
     lines = ["| field | type | default | meaning |", "| --- | --- | --- | --- |"]
     for section_name, field in DesignRecipe.model_fields.items():
-        annotation = field.annotation
+        annotation = _section_type(field.annotation)
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             for name, sub in annotation.model_fields.items():
                 lines.append(_row(f"{section_name}.{name}", sub))
@@ -177,6 +209,14 @@ def reference_markdown() -> str:
         "print(ALGORITHMS['dts'].params.model_fields)\"` |"
     )
     return "\n".join(lines)
+
+
+def _section_type(annotation):
+    """The section model of ``Section`` or ``Section | None`` (an optional section lists its fields too)."""
+    from typing import get_args
+
+    members = [a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+    return members[0] if members else annotation
 
 
 def _row(name: str, field) -> str:

@@ -104,7 +104,7 @@ def write_curve(run_dir: Path, curve: pd.DataFrame, title: str) -> None:
         axis.grid(alpha=0.3)
         axis.legend(loc="lower right")
     figure.suptitle(title)
-    _save_figure(figure, run_dir / CURVE_PNG)
+    save_figure(figure, run_dir / CURVE_PNG)
 
 
 def write_pareto(run_dir: Path, result, objective_names: list[str]) -> None:
@@ -126,10 +126,10 @@ def write_pareto(run_dir: Path, result, objective_names: list[str]) -> None:
     axis.set_ylabel(names[1])
     axis.grid(alpha=0.3)
     axis.legend()
-    _save_figure(figure, run_dir / PARETO_PNG)
+    save_figure(figure, run_dir / PARETO_PNG)
 
 
-def _save_figure(figure, path: Path) -> None:
+def save_figure(figure, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()

@@ -120,7 +120,7 @@ def test_tree_grows_links_children_and_round_trips(tmp_path):
     assert tree.tokens.dtype == np.uint8
     ids = tree.add_children(
         np.array([0, 0, 0]), torch.tensor([[2, 1, 1], [3, 1, 1], [2, 4, 1]]), np.array([2, 2, 2]),
-        torch.ones(3, 2), torch.ones(3, 2) * 2, torch.zeros(3, dtype=torch.bool),
+        torch.ones(3, 2), torch.ones(3, 2) * 2, torch.zeros(3, dtype=torch.bool), torch.full((3, 3), -1),
     )  # fmt: skip
     grandchild = tree.add_children(
         ids[:1],
@@ -129,6 +129,7 @@ def test_tree_grows_links_children_and_round_trips(tmp_path):
         torch.ones(1, 2),
         torch.ones(1, 2),
         torch.ones(1, dtype=torch.bool),
+        torch.full((1, 3), -1),
     )
     assert tree.capacity == 8 and tree.size == 5
     assert tree.children(0).tolist() == ids.tolist()
@@ -148,7 +149,8 @@ def test_children_added_one_at_a_time_keep_creation_order_through_save_and_load(
     root = torch.tensor([MASK_ID] * 3)
     tree = Tree.create(root, num_steps=4, branch_every=2, num_objectives=1, vocab_size=6, mask_id=MASK_ID, capacity=2)
     first = tree.add_children(np.zeros(3, np.int64), torch.zeros(3, 3, dtype=torch.long), np.full(3, 2),
-                              torch.zeros(3, 2), torch.zeros(3, 2), torch.zeros(3, dtype=torch.bool))  # fmt: skip
+                              torch.zeros(3, 2), torch.zeros(3, 2), torch.zeros(3, dtype=torch.bool),
+                              torch.full((3, 3), -1))  # fmt: skip
     expected = {int(n): [] for n in (0, *first)}
     expected[0] = first.tolist()
     rng = np.random.default_rng(0)
@@ -156,7 +158,8 @@ def test_children_added_one_at_a_time_keep_creation_order_through_save_and_load(
     def add(parents):
         n = len(parents)
         ids = tree.add_children(np.array(parents), torch.zeros(n, 3, dtype=torch.long), np.full(n, 4),
-                                torch.zeros(n, 2), torch.zeros(n, 2), torch.ones(n, dtype=torch.bool))  # fmt: skip
+                                torch.zeros(n, 2), torch.zeros(n, 2), torch.ones(n, dtype=torch.bool),
+                                torch.full((n, 3), -1))  # fmt: skip
         for parent, node in zip(parents, ids.tolist()):
             expected[parent].append(node)
 
@@ -266,12 +269,14 @@ def test_resumed_tree_equals_an_uninterrupted_run(toy, tmp_path):
             toy.problem(), Budget(), generator=gen(99), max_iterations=30, leaves_per_iteration=2, resume_from=path
         )
         assert resumed.designs.sequences == whole.designs.sequences
+        assert torch.equal(resumed.trajectories.unmask_step, whole.trajectories.unmask_step)
         assert (resumed.nfe, resumed.oracle_calls) == (whole.nfe, whole.oracle_calls)
         assert resumed.iterations == whole.iterations
         assert whole.iterations > 10  # MCTS closes the toy's small tree before 30
         a, b = whole.tree, resumed.tree
         assert a.size == b.size
-        for name in ("parent", "tokens", "visits", "soft_value", "value", "reward", "step_log_prob_model"):
+        for name in ("parent", "tokens", "visits", "soft_value", "value", "reward", "step_log_prob_model",
+                     "unmask_offset"):  # fmt: skip
             np.testing.assert_array_equal(getattr(a, name)[: a.size], getattr(b, name)[: b.size])
         assert [(c.nfe, c.oracle_calls) for c in resumed.curve] == [(c.nfe, c.oracle_calls) for c in whole.curve]
 

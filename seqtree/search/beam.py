@@ -76,6 +76,7 @@ def run_beam(
     x = problem.root.unsqueeze(0)
     step = torch.zeros(1, dtype=torch.long, device=x.device)
     lp, lpm = torch.zeros(1, problem.num_steps), torch.zeros(1, problem.num_steps)
+    unmask = torch.full((1, problem.length), -1, dtype=torch.long, device=x.device)  # [w, L] step unmasked at
     log_probs = None
     for depth in range(depths):
         if engine.meter.exhausted():
@@ -100,9 +101,11 @@ def run_beam(
         parents = expand[out.rows][keep]
         x, step = out.tokens[keep], nxt[parents]
         lp, lpm = lp[parents] + out.step_log_prob[keep], lpm[parents] + out.step_log_prob_model[keep]
+        unmask = torch.maximum(unmask[parents], out.unmask_step[keep])
         log_probs = None if last else out.final_log_probs[keep]
         if last:
             return engine.finish(
-                "beam", tokens=x, rewards=scored.rewards[keep], log_prob=lp, log_prob_model=lpm, iterations=depth + 1
-            )
+                "beam", tokens=x, rewards=scored.rewards[keep], log_prob=lp, log_prob_model=lpm, unmask_step=unmask,
+                iterations=depth + 1,
+            )  # fmt: skip
     return engine.finish("beam", **engine.empty_columns())

@@ -35,7 +35,8 @@ def run_best_of_n(
     """Draw ``num_samples`` sequences (fewer if the budget ends first) and score each."""
     p = build_params(BestOfNParams, params, overrides)
     engine = Engine(problem, budget, generator)
-    columns: dict[str, list[torch.Tensor]] = {k: [] for k in ("tokens", "rewards", "log_prob", "log_prob_model")}
+    names = ("tokens", "rewards", "log_prob", "log_prob_model", "unmask_step")
+    columns: dict[str, list[torch.Tensor]] = {k: [] for k in names}
     done = 0
     while done < p.num_samples and not engine.meter.exhausted():
         size = min(p.batch_size, p.num_samples - done)
@@ -49,6 +50,7 @@ def run_best_of_n(
         columns["rewards"].append(scored.rewards)
         columns["log_prob"].append(out.step_log_prob[rows])
         columns["log_prob_model"].append(out.step_log_prob_model[rows])
+        columns["unmask_step"].append(out.unmask_step[rows])
     cols = {k: torch.cat(v) for k, v in columns.items()} if columns["tokens"] else engine.empty_columns()
     weights = torch.softmax(problem.scalarize(cols["rewards"]) / p.alpha, 0) if len(cols["tokens"]) else None
     return engine.finish("best_of_n", weights=weights, iterations=done, **cols)

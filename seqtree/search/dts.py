@@ -213,6 +213,7 @@ def finish_from_nodes(
         rewards=torch.from_numpy(tree.reward[nodes].copy()),
         log_prob=torch.stack([a for a, _ in paths]),
         log_prob_model=torch.stack([b for _, b in paths]),
+        unmask_step=torch.stack([tree.path_unmask_steps(int(n)) for n in nodes]),
         iterations=iterations,
         tree=tree,
         sort=sort,

@@ -33,6 +33,7 @@ class Advance:
     tokens: Tensor  # [B', L]
     step_log_prob: Tensor  # [B', T] float32 per absolute step k (proposal); 0 outside the steps taken
     step_log_prob_model: Tensor  # [B', T] float32 (untempered model)
+    unmask_step: Tensor  # [B', L] long: absolute step k at which the position was unmasked in this advance, else -1
     final_log_probs: Tensor | None  # [B', L, V] log p(x_0 | tokens) at the end state, when asked for
 
 
@@ -136,6 +137,7 @@ class Engine:
             exact[:] = True
         lp = torch.zeros(batch, p.num_steps, device=x.device)
         lpm = torch.zeros(batch, p.num_steps, device=x.device)
+        unmask = torch.full((batch, length), -1, dtype=torch.long, device=x.device)
         span = k_to - k_from
         width = int(span.max()) if batch else 0
 
@@ -168,6 +170,7 @@ class Engine:
                 cache[idx], x[idx], self.grid[ks], self.grid[ks + 1], generator=self.generator,
                 temperature=p.temperature, top_k=p.top_k, top_p=p.top_p,
             )  # fmt: skip
+            unmask[idx] = torch.where(step.tokens != x[idx], ks.unsqueeze(1), unmask[idx])
             x[idx] = step.tokens
             lp[idx, ks] = step.log_prob
             lpm[idx, ks] = step.log_prob_model
@@ -186,7 +189,7 @@ class Engine:
             if cache is not None:
                 final[open_rows & alive] = cache[open_rows & alive]
         rows = alive.nonzero().squeeze(1)
-        return Advance(rows, x[rows], lp[rows], lpm[rows], None if final is None else final[rows])
+        return Advance(rows, x[rows], lp[rows], lpm[rows], unmask[rows], None if final is None else final[rows])
 
     def predict_x0(self, x: Tensor, log_probs: Tensor) -> Tensor:
         """The denoiser's most likely clean sequence: argmax of log p(x_0 | x) at masked positions. [B, L]."""
@@ -271,8 +274,9 @@ class Engine:
         seg_lp = out.step_log_prob.gather(1, cols) * in_segment
         seg_lpm = out.step_log_prob_model.gather(1, cols) * in_segment
         ids = tree.add_children(
-            nodes[rows], out.tokens, k_to[out.rows].cpu().numpy(), seg_lp, seg_lpm, self.is_complete(out.tokens)
-        )
+            nodes[rows], out.tokens, k_to[out.rows].cpu().numpy(), seg_lp, seg_lpm, self.is_complete(out.tokens),
+            out.unmask_step,
+        )  # fmt: skip
         return rows, ids
 
     def rollout_in_tree(self, tree: Tree, nodes: np.ndarray) -> np.ndarray:
@@ -315,6 +319,7 @@ class Engine:
         rewards: Tensor,
         log_prob: Tensor,
         log_prob_model: Tensor,
+        unmask_step: Tensor,
         weights: Tensor | None = None,
         iterations: int = 0,
         tree: Tree | None = None,
@@ -322,7 +327,9 @@ class Engine:
     ) -> SearchResult:
         """Assemble the result: designs sorted by scalarised reward (best first) unless ``sort`` is False.
 
-        tokens [N, L], rewards [N, K], log_prob / log_prob_model [N, T] per step, weights [N] or None.
+        tokens [N, L], rewards [N, K], log_prob / log_prob_model [N, T] per step, unmask_step [N, L] long (the
+        reverse step each position was unmasked at, -1 if fixed from the root; it lets the path be replayed under
+        another model, :func:`seqtree.trajectory.replay_log_probs`), weights [N] or None.
         """
         from seqtree.search.budget import STOP_COMPLETED
 
@@ -334,6 +341,7 @@ class Engine:
         order = torch.argsort(scores, descending=True, stable=True) if sort else torch.arange(len(scores))
         tokens, rewards, scores = tokens[order], rewards[order], scores[order]
         log_prob, log_prob_model = log_prob.cpu()[order], log_prob_model.cpu()[order]
+        unmask_step = unmask_step.long().cpu()[order]
         if weights is not None:
             weights = weights.double().cpu()[order]
         designs = Designs(self.decode(tokens), tokens, rewards, scores, log_prob_model.sum(-1), weights)
@@ -348,7 +356,7 @@ class Engine:
         return SearchResult(
             algorithm=algorithm,
             designs=designs,
-            trajectories=Trajectories(tokens, log_prob, log_prob_model),
+            trajectories=Trajectories(tokens, log_prob, log_prob_model, unmask_step),
             curve=list(self.curve),
             nfe=m.nfe,
             oracle_calls=m.oracle_calls,
@@ -368,4 +376,5 @@ class Engine:
             "rewards": torch.zeros(0, p.num_objectives, dtype=torch.float64),
             "log_prob": torch.zeros(0, p.num_steps),
             "log_prob_model": torch.zeros(0, p.num_steps),
+            "unmask_step": torch.zeros(0, p.length, dtype=torch.long),
         }

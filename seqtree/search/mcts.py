@@ -33,7 +33,8 @@ from seqtree.search.result import SearchResult, pareto_mask
 from seqtree.search.state import ResumableParams, restore_state, save_state
 from seqtree.search.tree import NO_NODE, Tree
 
-ARCHIVE_COLUMNS = ("tokens", "rewards", "log_prob", "log_prob_model")  # every scored rollout, kept for designs
+# every scored rollout, kept for designs
+ARCHIVE_COLUMNS = ("tokens", "rewards", "log_prob", "log_prob_model", "unmask_step")
 
 
 class MCTSParams(ResumableParams):
@@ -170,6 +171,8 @@ def run_mcts(
         archive["log_prob_model"].append(
             out.step_log_prob_model[scored.rows].cpu() + torch.stack([b for _, b in paths])
         )
+        tree_steps = torch.stack([tree.path_unmask_steps(int(c)) for c in finished])  # [n, L] root -> child
+        archive["unmask_step"].append(torch.maximum(out.unmask_step[scored.rows].cpu(), tree_steps))
     if p.save_to is not None:
         saved = {k: torch.cat(v) for k, v in archive.items() if v}
         save_state(engine, tree, generator, iterations, p.save_to, archive=saved)

@@ -57,6 +57,9 @@ class Trajectories:
     tokens: Tensor  # [N, L] final tokens
     log_prob: Tensor  # [N, T] per reverse step, under the distribution sampled from (T = num_steps)
     log_prob_model: Tensor  # [N, T] per reverse step, under the untempered model
+    # [N, L] long, reverse step at which each position was unmasked; -1 for positions fixed from the root (prompt,
+    # scaffold, padding). With the tokens it replays the path under another model (seqtree.trajectory).
+    unmask_step: Tensor
 
 
 @dataclass

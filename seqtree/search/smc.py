@@ -90,6 +90,7 @@ def run_smc(
     running_sum = torch.zeros(k, dtype=torch.float64)
     lp = torch.zeros(k, problem.num_steps)
     lpm = torch.zeros(k, problem.num_steps)
+    unmask = torch.full((k, problem.length), -1, dtype=torch.long, device=x.device)  # [k, L] step unmasked at
     log_probs = None
     for segment in range(problem.num_segments):
         if engine.meter.exhausted():
@@ -101,6 +102,7 @@ def run_smc(
             break  # the budget ended inside the segment
         x, step = out.tokens, nxt
         lp, lpm = lp + out.step_log_prob, lpm + out.step_log_prob_model
+        unmask = torch.maximum(unmask, out.unmask_step)
         log_probs = out.final_log_probs
         prediction = x if last else engine.predict_x0(x, log_probs)
         scored = engine.score(prediction)
@@ -116,12 +118,12 @@ def run_smc(
         if last:
             weights = torch.softmax(log_w, 0)
             return engine.finish(
-                "smc", tokens=x, rewards=scored.rewards, log_prob=lp, log_prob_model=lpm, weights=weights,
-                iterations=segment + 1,
+                "smc", tokens=x, rewards=scored.rewards, log_prob=lp, log_prob_model=lpm, unmask_step=unmask,
+                weights=weights, iterations=segment + 1,
             )  # fmt: skip
         if effective_sample_size(log_w) < p.ess_threshold * k:
             idx = resample(log_w, p.resampling, generator)
-            x, log_probs, lp, lpm = x[idx], log_probs[idx], lp[idx], lpm[idx]
+            x, log_probs, lp, lpm, unmask = x[idx], log_probs[idx], lp[idx], lpm[idx], unmask[idx]
             total_log_g, previous = total_log_g[idx], previous[idx]
             running_max, running_sum = running_max[idx], running_sum[idx]
             log_w = torch.zeros(k, dtype=torch.float64)

@@ -51,6 +51,7 @@ def run_svdd(
     step = torch.zeros(n, dtype=torch.long, device=x.device)
     lp = torch.zeros(n, problem.num_steps)
     lpm = torch.zeros(n, problem.num_steps)
+    unmask = torch.full((n, problem.length), -1, dtype=torch.long, device=x.device)  # [n, L] step unmasked at
     log_probs = None
     for segment in range(problem.num_segments):
         if engine.meter.exhausted():
@@ -73,10 +74,11 @@ def run_svdd(
         x, step = out.tokens[keep], nxt
         lp = lp + out.step_log_prob[keep]
         lpm = lpm + out.step_log_prob_model[keep]
+        unmask = torch.maximum(unmask, out.unmask_step[keep])
         log_probs = None if last else out.final_log_probs[keep]
         if last:
             return engine.finish(
                 "svdd", tokens=x, rewards=scored.rewards[keep], log_prob=lp, log_prob_model=lpm,
-                iterations=segment + 1,
+                unmask_step=unmask, iterations=segment + 1,
             )  # fmt: skip
     return engine.finish("svdd", **engine.empty_columns())

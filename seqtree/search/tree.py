@@ -8,8 +8,9 @@ stored compactly (uint8 when the vocabulary fits, else int16 / int32). A tree is
 (arrays plus string metadata; nothing is unpickled on load) together with whatever extra arrays the caller needs to
 resume (generator state, counters, curve).
 
-Memory per node: L token bytes + about 60 + 8 (K - 1) * 2 + 8 S bytes (S = branch_every, K = objectives), plus the
-child pool: at most 4 int32 slots per child (blocks double), typically under 2.
+Memory per node: 2 L bytes (tokens, and the uint8 unmask offsets that let a design's path be replayed) + about
+60 + 8 (K - 1) * 2 + 8 S bytes (S = branch_every, K = objectives), plus the child pool: at most 4 int32 slots per
+child (blocks double), typically under 2.
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ from torch import Tensor
 
 NO_NODE = -1
 CHILD_BLOCK = 4  # slots of a node's first children block
+NOT_UNMASKED = 255  # unmask_offset of a position not unmasked in the node's segment
 _GROWN = (
     "parent", "depth", "step", "child_start", "child_capacity", "num_children", "terminal", "closed",
     "visits",
     "value", "value_sum", "soft_value", "reward", "log_prob", "log_prob_model", "step_log_prob",
-    "step_log_prob_model", "tokens",
+    "step_log_prob_model", "tokens", "unmask_offset",
 )  # fmt: skip
+_DEFAULTS = {"parent": NO_NODE, "value": np.nan, "soft_value": np.nan, "reward": np.nan, "unmask_offset": NOT_UNMASKED}
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -69,6 +72,7 @@ class Tree:
     step_log_prob: np.ndarray  # [C, S] float32 per reverse step of the segment (proposal), 0 past its end
     step_log_prob_model: np.ndarray  # [C, S] float32 per reverse step (model)
     tokens: np.ndarray  # [C, L] uint8 / int16 / int32 state at the node's step
+    unmask_offset: np.ndarray  # [C, L] uint8 step of the segment (from the parent's step) a position unmasked at
     child_pool: np.ndarray  # [P] int32 children blocks; the first pool_size slots are allocated
     pool_size: int = 0
     extras: dict[str, np.ndarray] = field(default_factory=dict)  # saved alongside (generator state, counters)
@@ -87,6 +91,8 @@ class Tree:
         capacity: int = 1024,
     ) -> Tree:
         """A tree holding only ``root`` [L] at step 0."""
+        if branch_every >= NOT_UNMASKED:
+            raise ValueError(f"branch_every must be below {NOT_UNMASKED} (uint8 unmask offsets), got {branch_every}")
         length = int(root.shape[0])
         capacity = max(int(capacity), 1)
         k, s = num_objectives, branch_every
@@ -114,6 +120,7 @@ class Tree:
             step_log_prob=np.zeros((capacity, s), np.float32),
             step_log_prob_model=np.zeros((capacity, s), np.float32),
             tokens=np.zeros((capacity, length), token_dtype(vocab_size)),
+            unmask_offset=np.full((capacity, length), NOT_UNMASKED, np.uint8),
             child_pool=np.full(2 * capacity, NO_NODE, np.int32),
         )
         tree.size = 1
@@ -138,7 +145,7 @@ class Tree:
             new_capacity *= 2
         for name in _GROWN:
             old = getattr(self, name)
-            default = NO_NODE if name == "parent" else np.nan if name in ("value", "soft_value", "reward") else 0
+            default = _DEFAULTS.get(name, 0)
             grown = np.full((new_capacity, *old.shape[1:]), default, dtype=old.dtype)
             grown[: self.size] = old[: self.size]
             setattr(self, name, grown)
@@ -151,9 +158,11 @@ class Tree:
         step_log_prob: Tensor,
         step_log_prob_model: Tensor,
         terminal: Tensor,
+        unmask_step: Tensor,
     ) -> np.ndarray:
         """Append one child per row: parents [B] int, tokens [B, L], steps [B] (the children's step),
-        step_log_prob(_model) [B, S] float, terminal [B] bool. Returns the new ids [B] int64."""
+        step_log_prob(_model) [B, S] float, terminal [B] bool, unmask_step [B, L] long (absolute step at which each
+        position unmasked in the segment parent -> child, -1 if it did not). Returns the new ids [B] int64."""
         count = int(parents.shape[0])
         self._reserve(count)
         ids = np.arange(self.size, self.size + count, dtype=np.int64)
@@ -163,6 +172,7 @@ class Tree:
         self.depth[ids] = self.depth[parents] + 1
         self.step[ids] = steps
         self.tokens[ids] = tokens.cpu().numpy().astype(self.tokens.dtype)
+        self.unmask_offset[ids] = self._unmask_offsets(unmask_step.cpu().numpy(), self.step[parents])
         slp = step_log_prob.cpu().numpy().astype(np.float32)
         slpm = step_log_prob_model.cpu().numpy().astype(np.float32)
         self.step_log_prob[ids] = slp
@@ -180,6 +190,14 @@ class Tree:
             self.child_pool[self.child_start[par] + count] = node
             self.num_children[par] = count + 1
         return ids
+
+    def _unmask_offsets(self, unmask_step: np.ndarray, start: np.ndarray) -> np.ndarray:
+        """Absolute unmask steps [B, L] (-1: none) -> uint8 offsets from the segments' first steps ``start`` [B]."""
+        offset = unmask_step.astype(np.int64) - start.astype(np.int64)[:, None]
+        unmasked = unmask_step >= 0
+        if (unmasked & ((offset < 0) | (offset >= self.branch_every))).any():
+            raise ValueError("unmask_step holds a step outside the segment parent -> child")
+        return np.where(unmasked, offset, NOT_UNMASKED).astype(np.uint8)
 
     def _move_block(self, node: int, slots: int) -> None:
         """Give ``node`` a block of ``slots`` at the pool's end, carrying its children over."""
@@ -221,6 +239,17 @@ class Tree:
             model[start : start + width] = torch.from_numpy(self.step_log_prob_model[n, :width].copy())
         return proposal, model
 
+    def path_unmask_steps(self, node: int) -> Tensor:
+        """Reverse step at which each position was unmasked along the root -> node path, Long[L]; -1 where the
+        position was not masked in the root or is still masked at ``node``."""
+        nodes = self.path(node)[1:]
+        if not nodes.size:
+            return torch.full((self.length,), -1, dtype=torch.long)
+        offset = self.unmask_offset[nodes].astype(np.int64)  # [P, L]
+        start = self.step[self.parent[nodes]].astype(np.int64)[:, None]  # [P, 1]
+        steps = np.where(offset != NOT_UNMASKED, start + offset, -1).max(0)  # a position unmasks in one segment
+        return torch.from_numpy(steps)
+
     def nbytes(self) -> int:
         """Bytes held by the node arrays and the child pool (capacity included)."""
         return sum(getattr(self, name).nbytes for name in _GROWN) + self.child_pool.nbytes
@@ -253,6 +282,12 @@ class Tree:
             meta = json.loads(handle.metadata()["seqtree_tree"])
             for key in handle.keys():
                 arrays[key] = handle.get_tensor(key)
+        missing = [name for name in (*_GROWN, "child_pool") if name not in arrays]
+        if missing:
+            raise ValueError(
+                f"{path} has no {', '.join(missing)}: it was saved by an older seqtree and cannot be resumed "
+                "(its designs' unmasking paths were not recorded); start a new search"
+            )
         extras = {k.removeprefix("extra."): v for k, v in arrays.items() if k.startswith("extra.")}
         fields = {name: arrays[name] for name in (*_GROWN, "child_pool")}
         tree = cls(extras=extras, **meta, **fields)

@@ -1,0 +1,414 @@
+"""``seqtree finetune``: rounds of search -> replay buffer -> WDCE fine-tuning (TR2-D2, Tang et al. 2025, Alg. 1).
+
+Each round k = 1..R searches with the current policy (the recipe's ``search:`` and ``budget:``; or, with
+``finetune.buffer_from: policy``, plain samples of the policy at the same budget: the on-policy baseline), adds the
+results to the replay buffer with their importance weights (paths of a fine-tuned policy are replayed under the frozen
+pretrained model; :mod:`seqtree.trajectory`), trains ``steps_per_round`` WDCE steps on the buffer
+(:mod:`seqtree.training.wdce`), evaluates plain samples of the new policy (:mod:`seqtree.finetune_eval`) and exports
+a checkpoint folder (``rounds/<k>/model``) that ``load_model``, ``seqtree sample`` and any recipe's ``model.name``
+accept. Round 0 of ``metrics.csv`` is the pretrained model's evaluation.
+
+Run directory: ``recipe.yaml``, ``rounds/<k>/`` (designs, curve, summary, model), ``buffer.safetensors``,
+``state.ckpt`` (Lightning: policy, frozen copy, EMA, optimizer), ``metrics.csv`` (one row per round),
+``finetune.png``, ``summary.json``, ``model/`` (the last round's export). A round is committed when its files are
+written, ``progress.json`` last; Ctrl-C stops the round in progress, which is dropped, and ``--resume`` repeats it
+from the committed state. Every round draws from generators seeded by (seed, round), so a resumed run reaches the
+same result as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from seqtree import rundir
+from seqtree.buffer import ReplayBuffer, result_rows
+from seqtree.config import RecipeError
+from seqtree.design import (
+    SearchProgressBar,
+    StopFlag,
+    TimedOracle,
+    build_budget,
+    build_oracle,
+    build_problem,
+    build_root,
+    resolved_run_dir,
+)
+from seqtree.finetune_eval import evaluate_policy
+from seqtree.recipe import DesignRecipe, FinetuneSection
+
+PROGRESS = "progress.json"
+METRICS = "metrics.csv"
+BUFFER = "buffer.safetensors"
+STATE = "state.ckpt"
+PLOT = "finetune.png"
+ROUNDS = "rounds"
+MODEL = "model"
+POLICY_SAMPLES = 10**9  # best-of-N "as many as the budget allows" for the on-policy baseline
+
+
+@dataclasses.dataclass
+class FinetuneRun:
+    recipe: DesignRecipe
+    run_dir: Path
+    metrics: list[dict[str, Any]]
+    summary: dict[str, Any]
+
+
+def round_seed(seed: int, round_index: int) -> int:
+    """The seed of round k's search, training and evaluation draws (distinct per round, fixed per run)."""
+    return seed * 1_000_003 + round_index
+
+
+@dataclasses.dataclass
+class _Session:
+    """What every round of one run shares: the recipe, the model and its fine-tuning system, the oracle, the
+    design's root, the buffer and the metrics so far."""
+
+    recipe: DesignRecipe
+    run_dir: Path
+    model: Any  # LoadedModel of the pretrained checkpoint (its denoiser is the policy being trained)
+    system: Any  # WDCEFineTuner
+    oracle: TimedOracle
+    root: torch.Tensor  # [L]
+    buffer: ReplayBuffer
+    metrics: list[dict[str, Any]]
+    stop: StopFlag
+    progress: bool
+    log: Any
+
+    @property
+    def cfg(self) -> FinetuneSection:
+        return self.recipe.finetune
+
+    def policy(self):
+        """The current policy as a LoadedModel (the EMA weights when kept), in eval mode."""
+        return dataclasses.replace(self.model, denoiser=self.system.export_model().eval())
+
+    def evaluate(self, seed: int):
+        policy = self.policy()
+        scalarize = build_problem(self.recipe, policy, self.oracle, self.root).scalarize
+        return evaluate_policy(
+            policy, self.system.pretrained, self.oracle, self.root, num_samples=self.cfg.eval_samples,
+            num_steps=self.recipe.model.num_steps, scalarize=scalarize, seed=seed,
+        )  # fmt: skip
+
+
+def run_finetune(
+    recipe: DesignRecipe,
+    *,
+    out: Path | None = None,
+    resume: bool = False,
+    progress: bool = False,
+    stop: StopFlag | None = None,
+    log=None,
+) -> FinetuneRun:
+    """Run (or resume) the recipe's fine-tuning rounds and write the run directory."""
+    from seqtree.models.loading import load_model
+    from seqtree.training.wdce import WDCEFineTuner
+
+    cfg = recipe.finetune
+    if cfg is None:
+        raise RecipeError("finetune: the recipe has no finetune: section (rounds, steps_per_round, alpha, ...)")
+    run_dir = resolved_run_dir(recipe, out)
+    done = _read_progress(run_dir)
+    if not resume and (done or (run_dir / rundir.SUMMARY).exists()):
+        raise FileExistsError(f"{run_dir} holds an earlier run; use --resume {run_dir} or choose another --out")
+    rundir.write_atomic(run_dir / rundir.RECIPE, yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+
+    model = load_model(recipe.model.name, trust_remote_code=recipe.model.trust_remote_code)
+    oracle = TimedOracle(build_oracle(recipe))
+    root = build_root(recipe, model)
+    system = WDCEFineTuner(
+        model.denoiser, model.diffusion, lr=cfg.lr, weight_decay=cfg.weight_decay, replicates=cfg.replicates,
+        cap=cfg.weight_cap, ema_decay=cfg.ema_decay, seed=recipe.seed,
+    )  # fmt: skip
+    started = time.perf_counter()
+    session = _Session(recipe, run_dir, model, system, oracle, root, None, [], stop or StopFlag(), progress,
+                       log or (lambda line: None))  # fmt: skip
+    if done:
+        state = torch.load(run_dir / STATE, map_location="cpu", weights_only=True)
+        system.load_state_dict(state["state_dict"])
+        session.buffer = ReplayBuffer.load(run_dir / BUFFER)
+        session.metrics = _read_metrics(run_dir)[: done["rounds_done"] + 1]
+        session.log(f"resuming {run_dir} after round {done['rounds_done']} of {cfg.rounds}")
+    else:
+        session.buffer = _new_buffer(recipe, cfg, root, model, oracle.num_objectives)
+        evaluation = session.evaluate(round_seed(recipe.seed, 0))
+        session.metrics = [_metrics_row(0, None, evaluation.as_dict(), previous=None)]
+        _write_metrics(run_dir, session.metrics)
+
+    for k in range((done or {}).get("rounds_done", 0) + 1, cfg.rounds + 1):
+        if cfg.target_reward is not None and session.metrics[-1]["best_so_far"] >= cfg.target_reward:
+            session.log(f"target reward {cfg.target_reward} reached after round {k - 1}")
+            break
+        if not _run_round(session, k):
+            break
+    seconds = time.perf_counter() - started
+    summary = _summarize(session, interrupted=session.stop.requested, seconds=seconds, resumed=bool(done))
+    rundir.write_json(run_dir / rundir.SUMMARY, summary)
+    return FinetuneRun(recipe, run_dir, session.metrics, summary)
+
+
+def _search(session: _Session, seed: int):
+    """Round k's search with the current policy, or plain samples of it at the same budget (buffer_from policy)."""
+    from seqtree.search import ALGORITHMS, run_search
+
+    recipe, cfg = session.recipe, session.cfg
+    bar = SearchProgressBar(recipe, enabled=session.progress)
+
+    def observe(point) -> bool:
+        bar.update(point)
+        return session.stop.requested
+
+    problem = build_problem(recipe, session.policy(), session.oracle, session.root, observe)
+    if cfg.buffer_from == "search":
+        algorithm, params = recipe.search.algorithm, recipe.search.params()
+        if "num_samples" in ALGORITHMS[algorithm].params.model_fields and "num_samples" not in params:
+            params["num_samples"] = cfg.buffer_capacity or POLICY_SAMPLES  # the whole tree's finds, not a top 16
+    else:
+        algorithm, params = "best_of_n", {"num_samples": POLICY_SAMPLES, "batch_size": 64, "alpha": cfg.alpha}
+    with bar, torch.no_grad():
+        return run_search(algorithm, problem, build_budget(recipe), generator=torch.Generator().manual_seed(seed),
+                          **params)  # fmt: skip
+
+
+def _run_round(session: _Session, k: int) -> bool:
+    """One round: search, weigh and add, train, evaluate, commit. Returns False (writing nothing) when interrupted."""
+    recipe, cfg, buffer, system = session.recipe, session.cfg, session.buffer, session.system
+    seed = round_seed(recipe.seed, k)
+    timings: dict[str, float] = {}
+    tic = time.perf_counter()
+    result = _search(session, seed)
+    timings["search_seconds"] = time.perf_counter() - tic
+    if session.stop.requested:
+        return False
+    tic = time.perf_counter()
+    replay_nfe = 0
+    log_prob_pre = None  # round 1 searches the pretrained model itself: its recorded log-probabilities are p_pre's
+    if k > 1 and len(result.designs):
+        log_prob_pre, replay_nfe = system.pretrained_path_log_prob(
+            result.designs.tokens, result.trajectories.unmask_step, recipe.model.num_steps
+        )
+    designed = session.root == session.model.diffusion.mask_id
+    rows = result_rows(result, designed, log_prob_pretrained=log_prob_pre, round_index=k, seed=seed)
+    refused = buffer.add(rows, source=result.algorithm, run={"round": k, "algorithm": result.algorithm, "seed": seed},
+                         skip_invalid=True)  # fmt: skip
+    timings["weight_seconds"] = time.perf_counter() - tic
+    if not len(buffer):
+        raise ValueError(f"round {k}: the search completed no design, so the buffer is empty; raise budget.nfe")
+    tic = time.perf_counter()
+    losses = _train(system, buffer, cfg, session.run_dir, k, seed, session.stop, session.progress)
+    timings["train_seconds"] = time.perf_counter() - tic
+    if session.stop.requested:
+        return False
+    tic = time.perf_counter()
+    evaluation = session.evaluate(seed)
+    timings["eval_seconds"] = time.perf_counter() - tic
+    search = {
+        "algorithm": result.algorithm, "search_nfe": result.nfe, "search_oracle_calls": result.oracle_calls,
+        "search_best": result.best_reward,
+        "search_mean": float(result.designs.scores.mean()) if len(result.designs) else math.nan,
+        "replay_nfe": replay_nfe, "buffer_rows": len(buffer), "buffer_ess": buffer.effective_sample_size(),
+        "refused_rows": len(refused), "wdce_loss": sum(losses) / max(len(losses), 1), **timings,
+    }  # fmt: skip
+    session.metrics.append(_metrics_row(k, search, evaluation.as_dict(), session.metrics[-1], result.curve))
+    _commit(session, k, result)
+    row = session.metrics[-1]
+    session.log(
+        f"round {k}/{cfg.rounds}: {result.algorithm} best {row['search_best']:.4g} ({row['search_nfe']} NFE, "
+        f"{row['search_oracle_calls']} oracle calls); buffer {row['buffer_rows']} rows (ESS {row['buffer_ess']:.1f}); "
+        f"WDCE {row['wdce_loss']:.4g}; samples mean {row['eval_reward_mean']:.4g}, pretrained NLL "
+        f"{row['pretrained_nll_nats']:.1f} nats; best so far {row['best_so_far']:.4g}"
+    )
+    return True
+
+
+def _commit(session: _Session, k: int, result) -> None:
+    """Write round k's files; ``progress.json`` last, so a round either counts whole or not at all."""
+    run_dir, policy = session.run_dir, session.policy()
+    _write_round(run_dir / ROUNDS / str(k), session.recipe, result, policy, session.oracle, k)
+    session.buffer.save(run_dir / BUFFER)
+    _write_metrics(run_dir, session.metrics)
+    _plot(run_dir, session.metrics, session.recipe.name)
+    _export(policy, run_dir / MODEL, session.recipe, k)
+    rundir.write_json(run_dir / PROGRESS, {"rounds_done": k})
+
+
+def _train(system, buffer, cfg: FinetuneSection, run_dir: Path, k: int, seed: int, stop, progress) -> list[float]:
+    """``steps_per_round`` WDCE steps, continuing the optimizer from the last committed round's state."""
+    import lightning as L
+    from lightning.pytorch.callbacks import Callback
+
+    from seqtree.training.buffer_data import BufferDataModule
+
+    losses: list[float] = []
+
+    class _Watch(Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+            losses.append(float(outputs["loss"]))
+            if stop.requested:
+                trainer.should_stop = True
+
+    import logging
+    import warnings
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # device banners and tips, once per round
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated")  # lightning's own pytree use
+    L.seed_everything(seed, workers=True, verbose=False)
+    system.reseed(seed)
+    system.train()
+    trainer = L.Trainer(
+        max_steps=cfg.steps_per_round * k, accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
+        precision=cfg.precision, gradient_clip_val=cfg.gradient_clip, logger=False, enable_checkpointing=False,
+        callbacks=[_Watch()], enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
+        limit_val_batches=0,
+    )  # fmt: skip
+    data = BufferDataModule(buffer, batch_size=cfg.batch_size, steps=cfg.steps_per_round, seed=seed)
+    state = run_dir / STATE
+    trainer.fit(system, datamodule=data, ckpt_path=str(state) if k > 1 else None, weights_only=True)
+    system.cpu().eval()
+    if not stop.requested:
+        tmp = state.with_suffix(".tmp")
+        trainer.save_checkpoint(str(tmp), weights_only=False)
+        tmp.replace(state)
+    return losses
+
+
+def _new_buffer(recipe: DesignRecipe, cfg: FinetuneSection, root, model, num_objectives: int) -> ReplayBuffer:
+    buffer = ReplayBuffer.empty(
+        model=recipe.model.name, length=len(root), num_steps=recipe.model.num_steps, num_objectives=num_objectives,
+        alpha=cfg.alpha, capacity=cfg.buffer_capacity, eviction=cfg.buffer_eviction,
+    )  # fmt: skip
+    if cfg.seed_buffer is not None:
+        from seqtree.buffer_import import imported_rows, read_scored
+
+        sequences, rewards = read_scored(cfg.seed_buffer, cfg.reward_columns)
+        if rewards.shape[1] != num_objectives:
+            raise RecipeError(
+                f"finetune.seed_buffer: {cfg.seed_buffer} has {rewards.shape[1]} reward column(s), the oracle "
+                f"{num_objectives}; name them with finetune.reward_columns"
+            )
+        rows = imported_rows(sequences, rewards, tokenizer=model.tokenizer, root=root,
+                             num_steps=recipe.model.num_steps, source=str(cfg.seed_buffer))  # fmt: skip
+        buffer.add(rows, source="file", run={"file": str(cfg.seed_buffer)})
+    return buffer
+
+
+def _metrics_row(k: int, search: dict | None, evaluation: dict, previous: dict | None, curve=()) -> dict:
+    """One row of metrics.csv. ``oracle_calls_to_best`` counts every oracle call (search and evaluation, all rounds)
+    made until the best reward so far was first seen, read off the round's anytime ``curve``."""
+    search = search or {}
+    before = previous["cumulative_oracle_calls"] if previous else 0
+    prior_best = previous["best_so_far"] if previous else -math.inf
+    search_best = search.get("search_best", -math.inf)
+    best = max(prior_best, evaluation["eval_reward_best"], search_best)
+    calls = search.get("search_oracle_calls", 0) + evaluation["eval_oracle_calls"]
+    if best == prior_best and previous is not None:
+        calls_to_best = previous["oracle_calls_to_best"]
+    elif best == search_best:
+        calls_to_best = before + next(p.oracle_calls for p in curve if p.best_reward >= best)
+    else:  # the evaluation samples found it: all of this round's calls were spent by then
+        calls_to_best = before + calls
+    nfe = search.get("search_nfe", 0) + search.get("replay_nfe", 0) + evaluation["eval_nfe"]
+    return {
+        "round": k, **search, **evaluation, "best_so_far": best, "oracle_calls_to_best": calls_to_best,
+        "cumulative_oracle_calls": before + calls,
+        "cumulative_nfe": (previous["cumulative_nfe"] if previous else 0) + nfe,
+    }  # fmt: skip
+
+
+def _write_round(round_dir: Path, recipe: DesignRecipe, result, policy, oracle, k: int) -> None:
+    names = oracle.objective_names if len(oracle.objective_names) > 1 else []
+    table = rundir.designs_table(result, recipe.design.num_designs, names, None)
+    rundir.write_designs(round_dir, table, fasta=policy.domain in ("dna", "protein", "ehrlich"))
+    rundir.write_curve(round_dir, result.curve_dataframe(), f"{recipe.name}, round {k}: {result.algorithm}")
+    _export(policy, round_dir / MODEL, recipe, k)
+
+
+def _export(policy, directory: Path, recipe: DesignRecipe, k: int) -> None:
+    """A checkpoint folder ``load_model`` reads: the seqtree backbone and tokenizer, or the wrapped Hugging Face
+    model and its tokenizer, plus a short card."""
+    denoiser, tokenizer = policy.denoiser, policy.tokenizer
+    directory.mkdir(parents=True, exist_ok=True)
+    if hasattr(denoiser, "save_pretrained"):
+        denoiser.save_pretrained(directory, safe_serialization=True)
+        tokenizer.save(directory)
+    else:  # HFMaskedLMDenoiser: the wrapped AutoModelForMaskedLM with its own tokenizer
+        denoiser.model.save_pretrained(directory, safe_serialization=True)
+        tokenizer.hf.save_pretrained(directory)
+    cfg = recipe.finetune
+    (directory / "README.md").write_text(
+        f"# {recipe.name}, fine-tuned (round {k})\n\nFine-tuned from `{recipe.model.name}` by `seqtree finetune` "
+        f"(TR2-D2 WDCE): alpha {cfg.alpha}, {cfg.steps_per_round} steps per round at learning rate {cfg.lr}, "
+        f"buffer from {cfg.buffer_from} ({recipe.search.algorithm}), seed {recipe.seed}.\n"
+    )
+
+
+def _write_metrics(run_dir: Path, metrics: list[dict]) -> None:
+    import pandas as pd
+
+    rundir.write_atomic(run_dir / METRICS, pd.DataFrame(metrics).to_csv(index=False))
+
+
+def _read_metrics(run_dir: Path) -> list[dict]:
+    import pandas as pd
+
+    return pd.read_csv(run_dir / METRICS).to_dict("records")
+
+
+def _read_progress(run_dir: Path) -> dict | None:
+    path = run_dir / PROGRESS
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _plot(run_dir: Path, metrics: list[dict], title: str) -> None:
+    """finetune.png: reward of the policy's samples per round (mean, top 10 %, best so far) and their negative
+    log-likelihood under the pretrained model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rounds = [m["round"] for m in metrics]
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    axes[0].plot(rounds, [m["eval_reward_mean"] for m in metrics], "o-", label="samples: mean")
+    axes[0].plot(rounds, [m["eval_reward_top10"] for m in metrics], "s--", label="samples: top 10 %")
+    axes[0].plot(rounds, [m["best_so_far"] for m in metrics], "k:", label="best found so far")
+    axes[0].set_ylabel("reward")
+    axes[1].plot(rounds, [m["pretrained_nll_nats"] for m in metrics], "o-", color="C3")
+    axes[1].set_ylabel("NLL under the pretrained model (NELBO, nats)")
+    for axis in axes:
+        axis.set_xlabel("round (0 = pretrained)")
+        axis.grid(alpha=0.3)
+    axes[0].legend(loc="best")
+    figure.suptitle(title)
+    rundir.save_figure(figure, run_dir / PLOT)
+
+
+def _summarize(session: _Session, *, interrupted: bool, seconds: float, resumed: bool) -> dict[str, Any]:
+    import seqtree
+
+    recipe, run_dir, last = session.recipe, session.run_dir, session.metrics[-1]
+    previous_seconds = 0.0
+    if resumed and (run_dir / rundir.SUMMARY).is_file():
+        previous_seconds = json.loads((run_dir / rundir.SUMMARY).read_text()).get("seconds", 0.0)
+    return {
+        "name": recipe.name, "model": recipe.model.name, "seed": recipe.seed,
+        "rounds_done": int(last["round"]), "rounds": recipe.finetune.rounds, "interrupted": interrupted,
+        "buffer_from": recipe.finetune.buffer_from, "algorithm": recipe.search.algorithm,
+        "best_reward": float(last["best_so_far"]), "oracle_calls_to_best": int(last["oracle_calls_to_best"]),
+        "final_eval_reward_mean": float(last["eval_reward_mean"]),
+        "nfe": int(last["cumulative_nfe"]), "oracle_calls": int(last["cumulative_oracle_calls"]),
+        "seconds": round(previous_seconds + seconds, 3), "buffer_rows": len(session.buffer),
+        "model_dir": str(run_dir / MODEL) if last["round"] > 0 else None, "seqtree": seqtree.__version__,
+    }  # fmt: skip
