@@ -5,6 +5,7 @@
 ``python -m bench recipes --out DIR``            wall time of every shipped recipe, split by component
 ``python -m bench oracles [--n 1000]``           oracle throughput with and without the cache
 ``python -m bench ehrlich --out DIR [--quick]``  Ehrlich holo benchmark: all algorithms at equal NFE, holo's GA
+    (``--ga-sweep``: its tuned settings), ``--finetune``: search + fine-tuning rounds
 """
 
 from __future__ import annotations
@@ -34,11 +35,23 @@ def main(argv: list[str] | None = None) -> None:
     ehrlich.add_argument("--instances", nargs="+", choices=["ehrlich-l32", "ehrlich-l128"], default=None)
     ehrlich.add_argument("--nfe", type=int, default=None, help="NFE budget of every run (default: per instance)")
     ehrlich.add_argument("--seeds", type=int, default=3, help="seeds per instance")
-    ehrlich.add_argument("--algorithms", nargs="+", default=None, help="subset of the search algorithms")
+    ehrlich.add_argument("--first-seed", type=int, default=0, help="first seed (seeds first .. first + seeds - 1)")
+    ehrlich.add_argument("--algorithms", nargs="+", default=None,
+                         help="subset of the search algorithms ('none': only the GA and the fine-tuning arm)")
     ehrlich.add_argument("--quick", action="store_true", help="smoke run: 2000 NFE, one seed")
     ehrlich.add_argument("--branch-every", type=int, default=None, help="steps between branch points (default: 1/8)")
     ehrlich.add_argument("--ga-calls", type=int, default=None,
                          help="holo GA oracle calls (default: the most any seqtree run used on that seed)")
+    ehrlich.add_argument("--ga-sweep", action="store_true",
+                         help="run holo's GA at every setting of bench.ehrlich.GA_SWEEP (particles 128 / 1024, "
+                              "survival 0.5 / 0.01, recombination default / 1.1/L) and name the best per instance")
+    ehrlich.add_argument("--finetune", action="store_true",
+                         help="add the search + fine-tuning arm (dts_star+finetune, recipes/ehrlich.yaml, to 1.0)")
+    ehrlich.add_argument("--finetune-rounds", type=int, default=10, help="fine-tuning rounds at most (default 10)")
+    ehrlich.add_argument("--finetune-nfe", type=int, default=5000, help="search NFE per fine-tuning round")
+    ehrlich.add_argument("--finetune-set", action="append", default=[], metavar="KEY=VALUE",
+                         help="recipe override of the fine-tuning arm, repeatable (e.g. finetune.lr=3e-4, "
+                              "finetune.alpha=0.1, search.exploration=0.2)")
     ehrlich.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ehrlich.add_argument("--report", nargs="+", type=Path, default=None, metavar="RUN_DIR",
                          help="run nothing: merge the results of earlier runs (e.g. one per instance) into --out")
@@ -66,11 +79,23 @@ def main(argv: list[str] | None = None) -> None:
         if args.report:
             merge_reports(args.out, args.report)
             return
+        from bench.ehrlich import FinetuneArm
+
         instances = args.instances or ["ehrlich-l32", "ehrlich-l128"]
         budgets = {name: args.nfe for name in instances} if args.nfe else None
+        algorithms = [] if args.algorithms == ["none"] else args.algorithms
+        if not algorithms and algorithms is not None and not args.finetune and not args.ga_calls:
+            parser.error("--algorithms none needs --finetune or --ga-calls (the GA's budget)")
+        finetune = None
+        if args.finetune:
+            overrides = tuple(args.finetune_set)
+            finetune = FinetuneArm(rounds=args.finetune_rounds, nfe=args.finetune_nfe, overrides=overrides)
+        elif args.finetune_set:
+            parser.error("--finetune-set needs --finetune")
         run_ehrlich(
-            args.out, instances=instances, nfe=budgets, seeds=args.seeds, algorithms=args.algorithms, quick=args.quick,
-            branch_every=args.branch_every, ga_calls=args.ga_calls,
+            args.out, instances=instances, nfe=budgets, seeds=args.seeds, algorithms=algorithms, quick=args.quick,
+            branch_every=args.branch_every, ga_calls=args.ga_calls, ga_sweep=args.ga_sweep, finetune=finetune,
+            first_seed=args.first_seed,
         )
     elif args.command == "search":
         from bench.search import run

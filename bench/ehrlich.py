@@ -26,10 +26,26 @@ summary table (grouped by instance, branching schedule and algorithm; ``optimum_
 ``--quick`` is a smoke run (tiny budgets, one seed); ``--branch-every`` changes the branching schedule of every
 algorithm and ``--ga-calls`` gives the GA a fixed oracle-call budget, e.g. for a study of how often the optimum is
 reached over many seeds (README, "Reaching the optimum on ehrlich-l32").
+
+Two optional arms:
+
+- ``--ga-sweep``: instead of the single GA, holo's ``DiscreteEvolution`` at every setting of :data:`GA_SWEEP`
+  (particles 128 / 1024, survival quantile 0.5 / 0.01, recombination at holo's default or 1.1/L), all at the same
+  oracle calls; ``ehrlich_ga_best.csv`` names the best setting per instance (:func:`best_ga_settings`);
+- ``--finetune``: search + fine-tuning rounds (``seqtree.finetune.run_finetune``, TR2-D2 WDCE) on
+  ``recipes/ehrlich.yaml``'s settings, stopped once the best reward reaches 1.0, one run per instance and seed under
+  ``OUT/finetune/<instance>/seed<k>/`` (algorithm ``dts_star+finetune``; its anytime curve spans all rounds, every
+  oracle call counted: searches and the policy evaluations).
+
+``oracle_calls_to_1`` / ``calls_to_optimum`` is the oracle-call count of the first curve point at 1.0 (NaN: never);
+the summary gives per instance and algorithm the runs reaching 1.0, the median calls to reach it over those runs,
+the mean best reward and the median wall seconds.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import time
 import warnings
@@ -44,6 +60,69 @@ import torch
 CHECKPOINTS = {"ehrlich-l32": "ehrlich-l32-tiny", "ehrlich-l128": "ehrlich-l128-tiny"}
 ONE_PASS = {"svdd": "num_particles", "smc": "num_particles", "beam": "beam_width"}
 GA_NAME = "holo_ga"
+FINETUNE_NAME = "dts_star+finetune"
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "ehrlich.yaml"
+
+
+def is_ga(algorithm: str) -> bool:
+    """holo's GA, the single one (``holo_ga``) or a setting of the sweep (``holo_ga(p=...,q=...,rec=...)``)."""
+    return str(algorithm).startswith(GA_NAME)
+
+
+@dataclass(frozen=True)
+class GASetting:
+    """One setting of holo's ``DiscreteEvolution``. ``recombine`` is ``"default"`` (holo's recombine_prob, with the
+    mutation probability 1/L of the single GA) or ``"1.1/L"`` (mutation_prob = recombine_prob = 1.1/L, the setting
+    the issue quotes from holo's benchmarks)."""
+
+    num_particles: int
+    survival_quantile: float
+    recombine: str = "default"
+
+    @property
+    def name(self) -> str:
+        return f"{GA_NAME}(p={self.num_particles},q={self.survival_quantile:g},rec={self.recombine})"
+
+    def kwargs(self, length: int) -> dict:
+        """DiscreteEvolution's keyword arguments at sequence length ``length``. holo refuses a survival quantile
+        that keeps fewer than two particles (0.01 of 128); such a quantile is raised to 2 / particles."""
+        if self.recombine == "default":
+            mutation, recombine = 1.0 / length, holo_default("recombine_prob")
+        elif self.recombine == "1.1/L":
+            mutation = recombine = 1.1 / length
+        else:
+            raise ValueError(f"recombine must be 'default' or '1.1/L', got {self.recombine!r}")
+        survival = max(self.survival_quantile, 2.0 / self.num_particles)
+        return {"num_particles": self.num_particles, "survival_quantile": survival, "mutation_prob": mutation,
+                "recombine_prob": recombine}  # fmt: skip
+
+
+# The sweep of --ga-sweep: the corners of holo's own tuning (small / large population, weak / strong selection,
+# holo's default recombination or 1.1/L as in its benchmark configuration).
+GA_SWEEP = tuple(
+    GASetting(particles, survival, recombine)
+    for particles in (128, 1024) for survival in (0.5, 0.01) for recombine in ("default", "1.1/L")
+)  # fmt: skip
+
+
+def holo_default(name: str):
+    """A keyword default of holo's ``DiscreteEvolution`` (read from the installed version)."""
+    import inspect
+
+    from holo.optim import DiscreteEvolution
+
+    return inspect.signature(DiscreteEvolution).parameters[name].default
+
+
+@dataclass(frozen=True)
+class FinetuneArm:
+    """The search + fine-tuning arm: ``rounds`` rounds of at most ``nfe`` search NFE each, on ``recipe``'s settings,
+    with the recipe overrides ``overrides`` (``key=value``, applied last, e.g. ``finetune.lr=3e-4``)."""
+
+    rounds: int = 10
+    nfe: int = 5000
+    overrides: tuple[str, ...] = ()
+    recipe: Path = RECIPE
 
 
 @dataclass(frozen=True)
@@ -157,27 +236,34 @@ def run_seqtree(algorithm: str, problem, params: dict, nfe: int, seed: int) -> t
     return row, curve
 
 
-def run_holo_ga(oracle, oracle_calls: int, seed: int, num_particles: int = 128) -> tuple[dict, pd.DataFrame]:
+def run_holo_ga(
+    oracle, oracle_calls: int, seed: int, num_particles: int = 128, setting: GASetting | None = None
+) -> tuple[dict, pd.DataFrame]:
     """holo's ``DiscreteEvolution`` on the same function, ``oracle_calls`` evaluations (whole generations).
 
     As in holo's README example: one parameter holding ``initial_solution()``, the loss is the negated value
-    (infeasible -> +inf), one generation per ``step``. The mutation probability is 1/L (one expected mutation per
-    child, as in a standard GA); recombination and survival keep holo's defaults."""
+    (infeasible -> +inf), one generation per ``step``. Without ``setting`` (the single GA): ``num_particles``
+    particles, mutation probability 1/L (one expected mutation per child, as in a standard GA), recombination and
+    survival at holo's defaults; with ``setting``, that setting of the sweep (:class:`GASetting`)."""
     from holo.optim import DiscreteEvolution
 
     fn = oracle.fn
+    if setting is None:
+        kwargs = {"num_particles": num_particles, "mutation_prob": 1.0 / fn.dim}
+        name = GA_NAME
+    else:
+        kwargs, name = setting.kwargs(fn.dim), setting.name
+    particles = kwargs["num_particles"]
     calls, best, rows = 0, -math.inf, []
     start = time.perf_counter()
     with torch.random.fork_rng():  # holo draws from the global generator
         torch.manual_seed(seed)
         solution = torch.nn.Parameter(fn.initial_solution().float())
-        optimizer = DiscreteEvolution(
-            [solution], vocab=list(range(fn.num_states)), mutation_prob=1.0 / fn.dim, num_particles=num_particles
-        )
+        optimizer = DiscreteEvolution([solution], vocab=list(range(fn.num_states)), **kwargs)
 
-        def closure(particles: list[torch.Tensor]) -> torch.Tensor:
+        def closure(population: list[torch.Tensor]) -> torch.Tensor:
             nonlocal calls, best
-            values = fn.evaluate_true(particles[0].long())
+            values = fn.evaluate_true(population[0].long())
             calls += len(values)
             best = max(best, float(values.max()))
             rows.append(
@@ -185,11 +271,98 @@ def run_holo_ga(oracle, oracle_calls: int, seed: int, num_particles: int = 128) 
             )
             return -values
 
-        while calls + num_particles <= oracle_calls:
+        while calls + particles <= oracle_calls:
             optimizer.step(closure)
-    curve = pd.DataFrame(rows, columns=["nfe", "oracle_calls", "best_reward", "mean_reward"])
-    row = {"algorithm": GA_NAME, "nfe": 0, "oracle_calls": calls, "seconds": time.perf_counter() - start,
-           "best_reward": best, "stop": "oracle_calls", "size": str({"num_particles": num_particles})}  # fmt: skip
+    curve = pd.DataFrame(rows, columns=["nfe", "oracle_calls", "best_reward", "mean_reward"]).astype(
+        {"nfe": "int64", "oracle_calls": "int64", "best_reward": "float64", "mean_reward": "float64"}
+    )  # typed even when the budget is below one generation (no rows)
+    row = {"algorithm": name, "nfe": 0, "oracle_calls": calls, "seconds": time.perf_counter() - start,
+           "best_reward": best, "stop": "oracle_calls", "size": str({"num_particles": particles}),
+           "ga_particles": particles, "ga_mutation": kwargs["mutation_prob"],
+           "ga_survival": kwargs.get("survival_quantile", holo_default("survival_quantile")),
+           "ga_recombine": kwargs.get("recombine_prob", holo_default("recombine_prob"))}  # fmt: skip
+    return row, curve
+
+
+FINETUNE_KEYS = ("rounds", "steps_per_round", "batch_size", "lr", "alpha", "replicates", "buffer_capacity",
+                 "eval_samples", "ema_decay", "weight_decay")  # fmt: skip
+
+
+def finetune_recipe(instance: str, seed: int, arm: FinetuneArm, setting: Setting):
+    """``arm.recipe`` (the DTS* design recipe of ehrlich-l32) for ``instance`` and ``seed``: the instance's prior,
+    length and oracle, the benchmark's decoding schedule, ``arm.rounds`` rounds of ``arm.nfe`` search NFE (no time
+    limit), stopping once the best reward reaches 1.0; ``arm.overrides`` are applied last."""
+    from seqtree.oracles.ehrlich import BENCHMARK_INSTANCES
+    from seqtree.recipe import load_design_recipe
+
+    params = BENCHMARK_INSTANCES[instance]
+    overrides = [
+        f"name={instance}", f"seed={seed}", f"model.name={CHECKPOINTS[instance]}",
+        f"model.num_steps={setting.num_steps}", f"model.branch_every={setting.branch_every}",
+        f"design.length={params['dim']}", f"oracle.params={json.dumps(params)}",
+        f"budget.nfe={arm.nfe}", "budget.seconds=null", "budget.oracle_calls=null",
+        f"finetune.rounds={arm.rounds}", "finetune.target_reward=1.0", *arm.overrides,
+    ]  # fmt: skip
+    return load_design_recipe(arm.recipe, overrides)
+
+
+def finetune_curve(metrics: list[dict], round_curves: dict[int, pd.DataFrame]) -> pd.DataFrame:
+    """The anytime curve of a fine-tuning run over all its rounds, on the axes of ``metrics.csv``: every oracle call
+    and NFE counted (searches, importance-weight replays and the policy evaluations). Round k's search curve is
+    shifted by the totals after round k - 1 and its best reward is the best so far; each round ends with a point at
+    its totals (the evaluation's samples count at the round's end, as in ``oracle_calls_to_best``)."""
+    parts = []
+    for index, row in enumerate(metrics):
+        k = int(row["round"])
+        previous = metrics[index - 1] if index else None
+        best_before = previous["best_so_far"] if previous else -math.inf
+        curve = round_curves.get(k)
+        if k > 0 and curve is not None and len(curve):
+            nfe_before = previous["cumulative_nfe"] if previous else 0
+            calls_before = previous["cumulative_oracle_calls"] if previous else 0
+            shifted = pd.DataFrame({
+                "nfe": curve["nfe"].to_numpy() + nfe_before,
+                "oracle_calls": curve["oracle_calls"].to_numpy() + calls_before,
+                "best_reward": np.maximum(np.maximum.accumulate(curve["best_reward"].to_numpy()), best_before),
+                "mean_reward": curve["mean_reward"].to_numpy(),
+            })  # fmt: skip
+            parts.append(shifted)
+        parts.append(pd.DataFrame([{
+            "nfe": row["cumulative_nfe"], "oracle_calls": row["cumulative_oracle_calls"],
+            "best_reward": row["best_so_far"], "mean_reward": row["eval_reward_mean"],
+        }]))  # fmt: skip
+    return pd.concat(parts, ignore_index=True)
+
+
+def run_finetune_arm(instance: str, seed: int, arm: FinetuneArm, setting: Setting, out: Path,
+                     log: Callable[[str], None] = print) -> tuple[dict, pd.DataFrame]:  # fmt: skip
+    """One search + fine-tuning run under ``out`` (which must not hold an earlier run)."""
+    from seqtree.finetune import run_finetune
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # Lightning's GPU / TPU banner every round
+    recipe = finetune_recipe(instance, seed, arm, setting)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} holds an earlier fine-tuning run; choose another --out")
+    start = time.perf_counter()
+    result = run_finetune(recipe, out=out, log=lambda line: log(f"{instance} seed {seed} finetune {line}"))
+    seconds = time.perf_counter() - start
+    curves = {k: pd.read_csv(out / "rounds" / str(k) / "curve.csv") for k in range(1, len(result.metrics))
+              if (out / "rounds" / str(k) / "curve.csv").is_file()}  # fmt: skip
+    curve = finetune_curve(result.metrics, curves)
+    summary = result.summary
+    best = float(summary["best_reward"])
+    row = {
+        "algorithm": FINETUNE_NAME, "nfe": int(summary["nfe"]), "oracle_calls": int(summary["oracle_calls"]),
+        "seconds": seconds, "best_reward": best,
+        "stop": "target" if best >= 1.0 - 1e-9 else f"rounds ({summary['rounds_done']})",
+        "size": str({"rounds": arm.rounds, "nfe_per_round": arm.nfe}),
+        "oracle_calls_to_1": float(summary["oracle_calls_to_best"]) if best >= 1.0 - 1e-9 else math.nan,
+        "rounds_done": int(summary["rounds_done"]), "nfe_budget": arm.nfe * arm.rounds,
+        "finetune_set": " ".join(arm.overrides),
+        "finetune_config": json.dumps({  # the effective settings: the recipe's own finetune: section may change
+            **{k: getattr(recipe.finetune, k) for k in FINETUNE_KEYS}, "search": recipe.search.model_dump(),
+        }),
+    }  # fmt: skip
     return row, curve
 
 
@@ -203,16 +376,25 @@ def run(
     quick: bool = False,
     branch_every: int | None = None,
     ga_calls: int | None = None,
+    ga_sweep: bool = False,
+    finetune: FinetuneArm | None = None,
+    first_seed: int = 0,
     log: Callable[[str], None] = print,
 ) -> pd.DataFrame:
     """Run the protocol of the module docstring; ``ga_calls`` gives holo's GA a fixed oracle-call budget instead
-    of the most any seqtree run used (e.g. to ask whether it reaches the optimum with far more calls)."""
+    of the most any seqtree run used (e.g. to ask whether it reaches the optimum with far more calls);
+    ``ga_sweep`` runs every setting of :data:`GA_SWEEP` instead of the single GA; ``finetune`` adds the search +
+    fine-tuning arm. ``algorithms=[]`` runs no search algorithm (only the GA and, if given, the fine-tuning arm).
+    Seeds are ``first_seed, ..., first_seed + seeds - 1`` (split seeds over processes, merge with ``--report``)."""
     from seqtree.search import ALGORITHMS
 
     out.mkdir(parents=True, exist_ok=True)
     instances = instances or list(CHECKPOINTS)
     budgets = nfe or ({"ehrlich-l32": 2000, "ehrlich-l128": 2000} if quick else DEFAULT_NFE)
-    algorithms = algorithms or ["best_of_n", *[a for a in ALGORITHMS if a != "best_of_n"]]
+    if algorithms is None:
+        algorithms = ["best_of_n", *[a for a in ALGORITHMS if a != "best_of_n"]]
+    if not algorithms and finetune is None and ga_calls is None:
+        raise ValueError("with no search algorithm and no fine-tuning arm, give the GA's oracle calls (ga_calls)")
     seeds = 1 if quick else seeds
     rows, curves, priors = [], [], []
     for instance in instances:
@@ -223,7 +405,7 @@ def run(
         prior = prior_check(problem)
         priors.append({"instance": instance, **prior})
         log(f"{instance} prior: {prior}")
-        for seed in range(seeds):
+        for seed in range(first_seed, first_seed + seeds):
             runs = []
             for algorithm in algorithms:
                 params = setting.params[algorithm]
@@ -233,11 +415,22 @@ def run(
                 runs.append((row, curve))
                 log(f"{instance} seed {seed} {algorithm}: best {row['best_reward']:.3f}, nfe {row['nfe']}, "
                     f"oracle calls {row['oracle_calls']}, {row['seconds']:.1f} s")  # fmt: skip
+            if finetune is not None:
+                run_dir = out / "finetune" / instance / f"seed{seed}"
+                row, curve = run_finetune_arm(instance, seed, finetune, setting, run_dir, log)
+                runs.append((row, curve))
+                log(f"{instance} seed {seed} {FINETUNE_NAME}: best {row['best_reward']:.3f} after "
+                    f"{row['rounds_done']} rounds, oracle calls {row['oracle_calls']} (to 1.0: "
+                    f"{row['oracle_calls_to_1']}), nfe {row['nfe']}, {row['seconds']:.1f} s")  # fmt: skip
             calls = ga_calls or max(row["oracle_calls"] for row, _ in runs)
-            runs.append(run_holo_ga(oracle, calls, seed))
-            log(f"{instance} seed {seed} {GA_NAME}: best {runs[-1][0]['best_reward']:.3f} at {calls} oracle calls")
+            for ga in GA_SWEEP if ga_sweep else [None]:
+                runs.append(run_holo_ga(oracle, calls, seed, setting=ga))
+                row = runs[-1][0]
+                log(f"{instance} seed {seed} {row['algorithm']}: best {row['best_reward']:.3f} at "
+                    f"{row['oracle_calls']} oracle calls (to 1.0: {first_reaching(runs[-1][1], 1.0, 'oracle_calls')})")
             for row, curve in runs:
-                row.update(instance=instance, seed=seed, nfe_budget=budget, branch_every=setting.branch_every)
+                row = {"instance": instance, "seed": seed, "nfe_budget": budget, "branch_every": setting.branch_every,
+                       **row}  # fmt: skip
                 rows.append(row)
                 curves.append(curve.assign(
                     instance=instance, seed=seed, algorithm=row["algorithm"], branch_every=setting.branch_every
@@ -263,7 +456,7 @@ def derive(table: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
         same_run = np.logical_and.reduce([curves[k] == v for k, v in zip(run_keys, key)])
         curve = curves[same_run & (curves["algorithm"] == row["algorithm"])]
         target = float(bon.get(key if len(key) > 1 else key[0], math.nan))
-        searched = row["algorithm"] != GA_NAME
+        searched = not is_ga(row["algorithm"])
         derived.append({
             "best_of_n_final": target,
             "best_at_fifth": best_within(curve, row["nfe_budget"] / 5) if searched else math.nan,
@@ -274,6 +467,8 @@ def derive(table: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
         })  # fmt: skip
     table = pd.concat([table.drop(columns=list(derived[0]), errors="ignore"), pd.DataFrame(derived)], axis=1)
     table["nfe_fraction_to_bon"] = table["nfe_to_bon"] / table["nfe_budget"]
+    own = table["oracle_calls_to_1"] if "oracle_calls_to_1" in table else pd.Series(math.nan, index=table.index)
+    table["oracle_calls_to_1"] = own.fillna(table["calls_to_optimum"])
     return table
 
 
@@ -288,6 +483,11 @@ def write_report(
     curves.to_csv(out / "ehrlich_curves.csv", index=False)
     plot(curves, out / "ehrlich.png")
     log(summary(table).to_string(index=False, float_format="%.3g"))
+    if table["algorithm"].map(is_ga).any() and table.loc[table["algorithm"].map(is_ga), "algorithm"].nunique() > 1:
+        best = best_ga_settings(table)
+        best.to_csv(out / "ehrlich_ga_best.csv", index=False)
+        log("best GA setting per instance (by median oracle calls to 1.0, never = inf; then mean best reward):")
+        log(best.to_string(index=False, float_format="%.4g"))
     return table
 
 
@@ -311,18 +511,49 @@ DEFAULT_NFE = {"ehrlich-l32": 50_000, "ehrlich-l128": 60_000}
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean over seeds per instance and algorithm. ``bon_in_fifth_runs`` counts the runs that reached best-of-N's
-    final best reward (same seed) within a fifth of the NFE budget, ``optimum_runs`` those that reached 1.0."""
-    table = table.assign(bon_in_fifth=table["nfe_to_bon"] <= table["nfe_budget"] / 5)
+    """Per instance (and branching schedule) and algorithm: ``reached_1`` the runs reaching 1.0 (k of n, also as
+    ``optimum_runs`` / ``runs``), ``median_calls_to_1`` the median oracle calls to reach it over those runs,
+    ``best_reward`` the mean best reward, ``median_seconds`` the median wall time; then means of the NFE columns and
+    ``bon_in_fifth_runs``, the runs that reached best-of-N's final best reward (same seed) within a fifth of the
+    NFE budget."""
+    table = table.assign(bon_in_fifth=table["nfe_to_bon"] <= table["nfe_budget"] / 5,
+                         reached=table["calls_to_optimum"].notna())  # fmt: skip
     keys = ["instance", "branch_every", "algorithm"] if "branch_every" in table else ["instance", "algorithm"]
     grouped = table.groupby(keys, sort=False, dropna=False)
-    return grouped.agg(
-        best_reward=("best_reward", "mean"), best_at_fifth=("best_at_fifth", "mean"), nfe=("nfe", "mean"),
-        oracle_calls=("oracle_calls", "mean"), seconds=("seconds", "mean"),
-        nfe_fraction_to_bon=("nfe_fraction_to_bon", "mean"),
-        bon_in_fifth_runs=("bon_in_fifth", "sum"), optimum_runs=("calls_to_optimum", lambda s: int(s.notna().sum())),
-        runs=("seed", "count"),
+    result = grouped.agg(
+        runs=("seed", "count"), optimum_runs=("reached", "sum"), median_calls_to_1=("calls_to_optimum", "median"),
+        best_reward=("best_reward", "mean"), median_seconds=("seconds", "median"),
+        best_at_fifth=("best_at_fifth", "mean"), nfe=("nfe", "mean"), oracle_calls=("oracle_calls", "mean"),
+        nfe_fraction_to_bon=("nfe_fraction_to_bon", "mean"), bon_in_fifth_runs=("bon_in_fifth", "sum"),
     ).reset_index()  # fmt: skip
+    result["optimum_runs"] = result["optimum_runs"].astype(int)
+    result.insert(len(keys), "reached_1", [f"{k} of {n}" for k, n in zip(result["optimum_runs"], result["runs"])])
+    return result
+
+
+def best_ga_settings(table: pd.DataFrame) -> pd.DataFrame:
+    """Every GA setting of the table ranked per instance, best first: by the median over its runs of the oracle calls
+    to reach 1.0 (a run that never does counts as infinity, so a setting reaching 1.0 in fewer than half its runs
+    ranks by reward only), then by mean best reward. ``best`` marks each instance's first."""
+    ga = table[table["algorithm"].map(is_ga)].drop_duplicates(["instance", "algorithm", "seed"])
+    rows = []
+    for (instance, algorithm), runs in ga.groupby(["instance", "algorithm"], sort=False):
+        calls = runs["calls_to_optimum"]
+        rows.append({
+            "instance": instance, "algorithm": algorithm, "runs": len(runs), "optimum_runs": int(calls.notna().sum()),
+            "median_calls_all": float(np.median(calls.fillna(math.inf))),
+            "median_calls_to_1": float(calls.median()) if calls.notna().any() else math.nan,
+            "best_reward": float(runs["best_reward"].mean()), "oracle_calls": float(runs["oracle_calls"].mean()),
+            "median_seconds": float(runs["seconds"].median()),
+        })  # fmt: skip
+    ranked = pd.DataFrame(rows)
+    if not len(ranked):
+        return ranked
+    ranked = ranked.assign(_neg_best=-ranked["best_reward"]).sort_values(
+        ["instance", "median_calls_all", "_neg_best"], kind="stable"
+    ).drop(columns="_neg_best")  # fmt: skip
+    ranked["best"] = ~ranked.duplicated("instance")
+    return ranked.reset_index(drop=True)
 
 
 def _step_curve(curve: pd.DataFrame, axis: str, grid: np.ndarray) -> np.ndarray:
@@ -346,7 +577,7 @@ def plot(curves: pd.DataFrame, path: Path) -> None:
             ax = axes[row, col]
             grid = np.linspace(0, max(float(part[axis].max()), 1.0), 200)
             for algorithm, runs in part.groupby("algorithm", sort=False):
-                if axis == "nfe" and algorithm == GA_NAME:
+                if axis == "nfe" and is_ga(algorithm):
                     continue
                 with warnings.catch_warnings():  # grid points before any run's first score stay NaN
                     warnings.simplefilter("ignore", RuntimeWarning)

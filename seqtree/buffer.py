@@ -20,7 +20,12 @@ log-probability; rows from a fine-tuned policy get it by replaying the path unde
 (log p_pre - log q = 0: they are treated as draws of the pretrained model). A row whose weight is not finite is
 refused with its index and the reason.
 
-Deduplication keeps one row per sequence, the best-weighted copy. With a ``capacity``, the lowest-weighted rows are
+The WDCE weights self-normalise exp(log w) within each round by default (each round's rows sum to 1 / G for G
+rounds): a round's rows come from one proposal, so each round is a consistent self-normalised estimate of pi*, and
+pooling them would let round 1 (proposal = p_pre, log-ratio 0) drown every later round's finds, whose policy already
+leans towards them (log p_pre - log q << 0). TR2-D2's reference code rebuilds the buffer at every search, which is
+the one-round case. ``normalization="buffer"`` pools all rows instead. Deduplication keeps one row per sequence, the
+best-weighted copy (after normalisation). With a ``capacity``, the lowest-weighted rows are
 evicted first; with several objectives the ``pareto`` policy keeps a Pareto archive instead: whole non-dominated
 fronts in order, the last one thinned by crowding distance (NSGA-II, Deb et al. 2002, Sec. III-B). Rows are kept
 sorted by log weight, best first. The file (safetensors, metadata in JSON) is replaced atomically on every save.
@@ -48,6 +53,7 @@ COLUMNS = (
     "source", "round", "seed",
 )  # fmt: skip
 Eviction = Literal["weight", "pareto"]
+Normalization = Literal["round", "buffer"]
 
 
 class BufferError(ValueError):
@@ -63,6 +69,7 @@ class ReplayBuffer:
     alpha: float = 1.0  # temperature of the tilt exp(r / alpha)
     capacity: int | None = None
     eviction: Eviction = "weight"
+    normalization: Normalization = "round"
     sources: list[str] = field(default_factory=list)
     runs: list[dict] = field(default_factory=list)  # one entry per contribution (name, algorithm, seed, rows, ...)
 
@@ -78,12 +85,14 @@ class ReplayBuffer:
         alpha: float = 1.0,
         capacity: int | None = None,
         eviction: Eviction = "weight",
+        normalization: Normalization = "round",
     ) -> ReplayBuffer:
         if alpha <= 0 or not math.isfinite(alpha):
             raise BufferError(f"replay buffer: alpha must be a positive number, got {alpha}")
         if capacity is not None and capacity < 1:
             raise BufferError(f"replay buffer: capacity must be >= 1, got {capacity}")
-        return cls(_empty_columns(length, num_steps, num_objectives), model, alpha, capacity, eviction)
+        columns = _empty_columns(length, num_steps, num_objectives)
+        return cls(columns, model, alpha, capacity, eviction, normalization)
 
     def __len__(self) -> int:
         return int(self.columns["tokens"].shape[0])
@@ -105,8 +114,8 @@ class ReplayBuffer:
         return log_weights(self.columns, self.alpha if alpha is None else alpha)
 
     def normalized_weights(self) -> Tensor:
-        """[N] self-normalised weights softmax(log w): the WDCE weights over the whole buffer."""
-        return torch.softmax(self.log_weights(), 0)
+        """[N] self-normalised weights (sum 1): the WDCE weights, per round or over the whole buffer."""
+        return normalized_log_weights(self.columns, self.alpha, self.normalization).exp()
 
     def effective_sample_size(self) -> float:
         """Kish's ESS of the normalised weights: 1 / sum w^2, between 1 and N."""
@@ -138,7 +147,7 @@ class ReplayBuffer:
         rows = {name: value[keep] for name, value in rows.items()}
         rows["source"] = torch.full((int(keep.sum()),), self.sources.index(source), dtype=torch.long)
         merged = {name: torch.cat([self.columns[name], rows[name].to(self.columns[name].dtype)]) for name in COLUMNS}
-        self.columns = _select(merged, self.alpha, self.capacity, self.eviction)
+        self.columns = _select(merged, self.alpha, self.capacity, self.eviction, self.normalization)
         if run is not None:
             self.runs.append({**run, "rows": count - len(reasons)})
         return reasons
@@ -149,7 +158,7 @@ class ReplayBuffer:
         owned = {name: value.contiguous().clone() for name, value in self.columns.items()}
         meta = {
             "format": FORMAT, "model": self.model, "alpha": self.alpha, "capacity": self.capacity,
-            "eviction": self.eviction, "sources": self.sources, "runs": self.runs,
+            "eviction": self.eviction, "normalization": self.normalization, "sources": self.sources, "runs": self.runs,
         }  # fmt: skip
         return write_atomic(Path(path), save(owned, metadata={"seqtree": json.dumps(meta)}))
 
@@ -175,8 +184,9 @@ class ReplayBuffer:
         if missing:
             raise BufferError(f"replay buffer {path}: column {missing[0]} is missing")
         return cls(
-            columns, meta["model"], meta["alpha"], meta["capacity"], meta["eviction"], meta["sources"], meta["runs"]
-        )
+            columns, meta["model"], meta["alpha"], meta["capacity"], meta["eviction"],
+            meta.get("normalization", "round"), meta["sources"], meta["runs"],
+        )  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------ pure helpers
@@ -184,6 +194,23 @@ def log_weights(columns: dict[str, Tensor], alpha: float) -> Tensor:
     """score / alpha + log p_pre(path) - log q(path), [N] float64 (TR2-D2 Eq. 9; q = the proposal sampled)."""
     proposal = columns["log_prob"].double().sum(-1)
     return columns["scores"].double() / alpha + columns["log_prob_pretrained"].double() - proposal
+
+
+def normalized_log_weights(columns: dict[str, Tensor], alpha: float, normalization: Normalization) -> Tensor:
+    """[N] log of the self-normalised weights. ``buffer``: log_softmax of log w over all rows. ``round``: each round's
+    rows (imported rows form a group of their own) are self-normalised among themselves and the G groups weigh 1 / G
+    each, the average of G self-normalised estimates of pi*, each consistent on its own. Rows of a later round came
+    from a policy already moved towards pi*, so their log p_pre - log q is strongly negative; pooled with round 1's
+    they would all but vanish, however good."""
+    weights = log_weights(columns, alpha)
+    if normalization == "buffer" or not weights.numel():
+        return torch.log_softmax(weights, 0)
+    groups, group = torch.unique(columns["round"], return_inverse=True)
+    out = torch.empty_like(weights)
+    for index in range(len(groups)):
+        members = group == index
+        out[members] = torch.log_softmax(weights[members], 0) - math.log(len(groups))
+    return out
 
 
 def _why_not_finite(rows: dict[str, Tensor], index: int, alpha: float) -> str:
@@ -226,9 +253,12 @@ def _check_rows(buffer: ReplayBuffer, rows: dict[str, Tensor]) -> None:
         raise BufferError(f"replay buffer: the new rows' columns differ in length {sorted(counts)}")
 
 
-def _select(columns: dict[str, Tensor], alpha: float, capacity: int | None, eviction: Eviction) -> dict[str, Tensor]:
-    """Deduplicate by sequence (best-weighted copy), evict down to ``capacity``, sort by weight (best first)."""
-    weights = log_weights(columns, alpha)
+def _select(
+    columns: dict[str, Tensor], alpha: float, capacity: int | None, eviction: Eviction, normalization: Normalization
+) -> dict[str, Tensor]:
+    """Deduplicate by sequence (best-weighted copy), evict down to ``capacity``, sort by normalised weight (best
+    first). Weights are compared after normalisation, so that each round competes on its own scale."""
+    weights = normalized_log_weights(columns, alpha, normalization)
     order = torch.argsort(weights, descending=True, stable=True)
     _, inverse = torch.unique(columns["tokens"][order], dim=0, return_inverse=True)
     first = torch.full((int(inverse.max()) + 1 if inverse.numel() else 0,), len(order), dtype=torch.long)

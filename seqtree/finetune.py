@@ -288,6 +288,7 @@ def _new_buffer(recipe: DesignRecipe, cfg: FinetuneSection, root, model, num_obj
     buffer = ReplayBuffer.empty(
         model=recipe.model.name, length=len(root), num_steps=recipe.model.num_steps, num_objectives=num_objectives,
         alpha=cfg.alpha, capacity=cfg.buffer_capacity, eviction=cfg.buffer_eviction,
+        normalization=cfg.weight_normalization,
     )  # fmt: skip
     if cfg.seed_buffer is not None:
         from seqtree.buffer_import import imported_rows, read_scored

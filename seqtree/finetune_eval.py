@@ -3,7 +3,8 @@
 Reward of plain (untempered ancestral) samples: mean, median and the mean of the top 10%; their negative
 log-likelihood under the frozen pretrained model (the NELBO, an upper bound, in nats per sequence and bits per
 designed token), so that reward hacking (reward up, likelihood collapsing) shows; diversity (distinct k-mers over
-all k-mers, and mean pairwise Hamming distance over designed positions, as a fraction); and the fraction of samples
+all k-mers, k chosen so that the possible k-mers outnumber those drawn, and mean pairwise Hamming distance over
+designed positions, as a fraction); and the fraction of samples
 the oracle floored (invalid). Pure functions over tensors and strings, apart from the sampling call.
 """
 
@@ -29,7 +30,8 @@ class RoundEvaluation:
     eval_reward_best: float
     pretrained_nll_nats: float  # mean NELBO per sequence under the pretrained model (upper bound on -log p_pre)
     pretrained_bits_per_token: float
-    distinct_kmers: float  # distinct k-mers / all k-mers of the designed strings
+    distinct_kmers: float  # distinct k-mers / all k-mers of the samples, k = kmer_k
+    kmer_k: int
     mean_hamming: float  # mean pairwise Hamming distance over designed positions, as a fraction
     invalid_fraction: float
     eval_nfe: int
@@ -44,6 +46,16 @@ def reward_summary(scores: Tensor) -> tuple[float, float, float, float]:
     values = scores.double().sort(descending=True).values
     top = values[: max(1, math.ceil(0.1 * values.numel()))]
     return float(values.mean()), float(values.median()), float(top.mean()), float(values[0])
+
+
+def kmer_size(sequences: list[str]) -> int:
+    """The k at which distinct k-mers can measure diversity: at least 3, and large enough that the alphabet's A^k
+    possible k-mers outnumber the k-mers drawn (DNA needs k near 7 for 128 samples of 128 bases, protein 3)."""
+    letters = len(set("".join(sequences)))
+    total = sum(len(s) for s in sequences)
+    if letters < 2 or total < 2:
+        return KMER
+    return max(KMER, math.ceil(math.log(total) / math.log(letters)))
 
 
 def distinct_kmer_fraction(sequences: list[str], k: int = KMER) -> float:
@@ -98,7 +110,8 @@ def evaluate_policy(
     return RoundEvaluation(
         eval_reward_mean=mean, eval_reward_median=median, eval_reward_top10=top, eval_reward_best=best,
         pretrained_nll_nats=nats, pretrained_bits_per_token=bits,
-        distinct_kmers=distinct_kmer_fraction(samples.sequences),
+        distinct_kmers=distinct_kmer_fraction(samples.sequences, kmer_size(samples.sequences)),
+        kmer_k=kmer_size(samples.sequences),
         mean_hamming=mean_pairwise_hamming(samples.output.tokens, designed),
         invalid_fraction=failures / num_samples, eval_nfe=int(samples.output.nfe), eval_oracle_calls=num_samples,
     )  # fmt: skip

@@ -102,6 +102,9 @@ class FinetuneSection(_Strict):
     buffer_eviction: Literal["weight", "pareto"] = Field(
         "weight", description="weight, or pareto (a Pareto archive with crowding, several objectives)"
     )
+    weight_normalization: Literal["round", "buffer"] = Field(
+        "round", description="self-normalise the weights per round (rounds weigh equally) or over the whole buffer"
+    )
     buffer_from: Literal["search", "policy"] = Field(
         "search", description="search, or policy: plain samples of the current policy at the same budget (baseline)"
     )

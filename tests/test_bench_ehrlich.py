@@ -1,5 +1,6 @@
 """The Ehrlich holo benchmark (``seqtree bench ehrlich``): budgets, the comparison columns and holo's GA."""
 
+import json
 import math
 
 import pandas as pd
@@ -76,3 +77,102 @@ def test_branching_schedule_and_ga_budget_can_be_set(tmp_path):
     merged = ehrlich.derive(pd.concat([table, bon, other, bon.assign(branch_every=4)], ignore_index=True), both_curves)
     finals = merged.groupby("branch_every")["best_of_n_final"].unique()
     assert len(finals[2]) == 1 and len(finals[4]) == 1
+
+
+def test_ga_sweep_runs_every_setting_at_equal_oracle_calls(tmp_path):
+    table = ehrlich.run(
+        tmp_path, instances=["ehrlich-l32"], seeds=1, algorithms=[], ga_calls=2048, ga_sweep=True, log=lambda _: None
+    )  # fmt: skip
+    assert list(table["algorithm"]) == [setting.name for setting in ehrlich.GA_SWEEP]
+    assert len(table) == 8 and (table["oracle_calls"] == 2048).all()  # whole generations of 128 and of 1024
+    length = 32
+    for setting, (_, row) in zip(ehrlich.GA_SWEEP, table.iterrows()):
+        assert row["ga_particles"] == setting.num_particles
+        # holo refuses a quantile keeping < 2 particles: 0.01 of 128 is raised to 2 / 128
+        assert row["ga_survival"] == max(setting.survival_quantile, 2 / setting.num_particles)
+        if setting.recombine == "1.1/L":
+            assert row["ga_mutation"] == row["ga_recombine"] == pytest.approx(1.1 / length)
+        else:
+            assert row["ga_mutation"] == pytest.approx(1 / length)
+            assert row["ga_recombine"] == ehrlich.holo_default("recombine_prob") == 0.5
+    assert (tmp_path / "ehrlich_ga_best.csv").is_file()
+    summary = ehrlich.summary(table)
+    assert list(summary["reached_1"]) == [f"{k} of 1" for k in (table["calls_to_optimum"].notna().astype(int))]
+
+
+def test_best_ga_setting_ranks_by_median_calls_to_one_then_reward():
+    nan = math.nan
+    runs = {  # algorithm -> (calls to 1.0, best reward) per seed
+        "holo_ga(a)": [(5000, 1.0), (nan, 0.75), (nan, 0.75), (nan, 0.75)],  # fastest hit, but 1 of 4: median inf
+        "holo_ga(b)": [(20000, 1.0), (30000, 1.0), (10000, 1.0), (nan, 0.75)],  # median of 10k, 20k, 30k, inf: 25k
+        "holo_ga(c)": [(40000, 1.0), (40000, 1.0), (40000, 1.0), (40000, 1.0)],  # 4 of 4 but slower: 40k
+        "holo_ga(d)": [(nan, 0.875), (nan, 0.875), (nan, 0.875), (nan, 0.75)],  # never, mean 0.84 > a's 0.81
+        "dts_star": [(100, 1.0)] * 4,  # not a GA setting: ignored
+    }
+    rows = [
+        {"instance": "ehrlich-l32", "algorithm": name, "seed": seed, "calls_to_optimum": calls, "best_reward": best,
+         "oracle_calls": 100000, "seconds": 1.0}
+        for name, values in runs.items() for seed, (calls, best) in enumerate(values)
+    ]  # fmt: skip
+    ranked = ehrlich.best_ga_settings(pd.DataFrame(rows))
+    assert list(ranked["algorithm"]) == ["holo_ga(b)", "holo_ga(c)", "holo_ga(d)", "holo_ga(a)"]
+    assert list(ranked["best"]) == [True, False, False, False]
+    b = ranked.iloc[0]
+    assert b["median_calls_all"] == 25000 and b["median_calls_to_1"] == 20000 and b["optimum_runs"] == 3
+
+
+def test_finetune_curve_gives_the_oracle_calls_to_reach_one():
+    # round 0: pretrained evaluation (4 calls, best 0.25); round 1: search calls 8, 20 (best 0.5, then 1.0), then
+    # 4 evaluation calls; so 1.0 is first seen after 4 + 20 = 24 oracle calls, not at the round's end (28)
+    metrics = [
+        {"round": 0, "best_so_far": 0.25, "eval_reward_mean": 0.1, "cumulative_oracle_calls": 4, "cumulative_nfe": 80,
+         "oracle_calls_to_best": 4},
+        {"round": 1, "best_so_far": 1.0, "eval_reward_mean": 0.3, "cumulative_oracle_calls": 28,
+         "cumulative_nfe": 480, "oracle_calls_to_best": 24},
+    ]  # fmt: skip
+    search = pd.DataFrame({"nfe": [100, 300], "oracle_calls": [8, 20], "best_reward": [0.5, 1.0],
+                           "mean_reward": [0.5, 0.7]})  # fmt: skip
+    curve = ehrlich.finetune_curve(metrics, {1: search})
+    assert list(curve["oracle_calls"]) == [4, 12, 24, 28] and list(curve["nfe"]) == [80, 180, 380, 480]
+    assert ehrlich.first_reaching(curve, 1.0, "oracle_calls") == 24 == metrics[-1]["oracle_calls_to_best"]
+    assert ehrlich.first_reaching(curve, 0.5, "oracle_calls") == 12
+    # a round whose search stays below the best so far keeps the best so far on its curve
+    low = search.assign(best_reward=[0.1, 0.2])
+    assert (ehrlich.finetune_curve(metrics[:1] + [{**metrics[1], "best_so_far": 0.25}], {1: low})["best_reward"]
+            == 0.25).all()  # fmt: skip
+
+
+def test_finetune_arm_writes_its_run_and_rows(tmp_path):
+    arm = ehrlich.FinetuneArm(
+        rounds=1, nfe=200, overrides=("finetune.steps_per_round=1", "finetune.eval_samples=4", "finetune.batch_size=4",
+                                      "finetune.replicates=2"),
+    )  # fmt: skip
+    table = ehrlich.run(
+        tmp_path, instances=["ehrlich-l32"], seeds=1, first_seed=1, algorithms=[], finetune=arm, log=lambda _: None
+    )  # fmt: skip
+    assert list(table["algorithm"]) == [ehrlich.FINETUNE_NAME, ehrlich.GA_NAME]
+    row = table.iloc[0]
+    run_dir = tmp_path / "finetune" / "ehrlich-l32" / "seed1"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["seed"] == 1 and summary["rounds_done"] == 1
+    assert row["seed"] == 1 and row["rounds_done"] == 1 and row["nfe_budget"] == 200
+    assert row["best_reward"] == summary["best_reward"] and row["oracle_calls"] == summary["oracle_calls"]
+    assert row["nfe"] == summary["nfe"] > 0 and row["finetune_set"].startswith("finetune.steps_per_round=1")
+    assert math.isnan(row["oracle_calls_to_1"]) == (summary["best_reward"] < 1.0)
+    recipe = (run_dir / "recipe.yaml").read_text()
+    assert "target_reward: 1.0" in recipe and "steps_per_round: 1" in recipe
+    ga = table.iloc[1]
+    assert ga["oracle_calls"] <= row["oracle_calls"]  # the GA gets the arm's oracle calls (whole generations)
+    curves = pd.read_csv(tmp_path / "ehrlich_curves.csv")
+    ft = curves[curves["algorithm"] == ehrlich.FINETUNE_NAME]
+    assert ft["oracle_calls"].iloc[-1] == summary["oracle_calls"] and ft["best_reward"].max() == row["best_reward"]
+
+
+def test_finetune_recipe_for_the_l128_instance():
+    arm = ehrlich.FinetuneArm(rounds=3, nfe=1234, overrides=("finetune.lr=0.001",))
+    recipe = ehrlich.finetune_recipe("ehrlich-l128", 2, arm, ehrlich.setting_for(128))
+    assert recipe.model.name == "ehrlich-l128-tiny" and recipe.design.length == 128 and recipe.seed == 2
+    assert recipe.oracle["params"] == BENCHMARK_INSTANCES["ehrlich-l128"]
+    assert (recipe.model.num_steps, recipe.model.branch_every) == (64, 8)
+    assert recipe.budget.nfe == 1234 and recipe.budget.seconds is None
+    assert (recipe.finetune.rounds, recipe.finetune.target_reward, recipe.finetune.lr) == (3, 1.0, 0.001)

@@ -58,6 +58,23 @@ def test_log_weight_is_reward_over_alpha_plus_the_path_log_ratio():
     assert buffer.log_weights(alpha=1.0).tolist() == pytest.approx([2.25, 0.5])
 
 
+def test_weights_are_self_normalised_per_round_unless_pooled(tmp_path):
+    rows = _rows([_seq(2), _seq(3), _seq(4), _seq(5)], [1.0, 0.0, 2.0, 1.0], pretrained=[0.0, 0.0, -20.0, -20.0])
+    rows["round"] = torch.tensor([1, 1, 2, 2])
+    weights = {}
+    for normalization in ("round", "buffer"):
+        buffer = _buffer(normalization=normalization)
+        buffer.add(rows, source="s")
+        first_tokens = buffer.columns["tokens"][:, 0].tolist()
+        weights[normalization] = dict(zip(first_tokens, buffer.normalized_weights().tolist()))
+    e = math.e
+    assert weights["round"][2] == pytest.approx(0.5 * e / (e + 1))  # each round's best: the same share
+    assert weights["round"][4] == pytest.approx(weights["round"][2])
+    assert sum(weights["round"].values()) == pytest.approx(1.0)
+    assert weights["buffer"][4] < 1e-7  # pooled, round 2's correction drowns its better find
+    assert ReplayBuffer.load(buffer.save(tmp_path / "b.safetensors")).normalization == "buffer"
+
+
 def test_duplicates_keep_the_best_weighted_copy():
     buffer = _buffer()
     buffer.add(_rows([_seq(2), _seq(3)], [1.0, 0.0]), source="a")
