@@ -379,6 +379,7 @@ def _plot(run_dir: Path, metrics: list[dict], title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     rounds = [m["round"] for m in metrics]
     figure, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
@@ -389,6 +390,7 @@ def _plot(run_dir: Path, metrics: list[dict], title: str) -> None:
     axes[1].plot(rounds, [m["pretrained_nll_nats"] for m in metrics], "o-", color="C3")
     axes[1].set_ylabel("NLL under the pretrained model (NELBO, nats)")
     for axis in axes:
+        axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         axis.set_xlabel("round (0 = pretrained)")
         axis.grid(alpha=0.3)
     axes[0].legend(loc="best")
