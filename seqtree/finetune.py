@@ -9,7 +9,8 @@ a checkpoint folder (``rounds/<k>/model``) that ``load_model``, ``seqtree sample
 accept. Round 0 of ``metrics.csv`` is the pretrained model's evaluation.
 
 Run directory: ``recipe.yaml``, ``rounds/<k>/`` (designs, curve, summary, model), ``buffer.safetensors``,
-``state.ckpt`` (Lightning: policy, frozen copy, EMA, optimizer), ``metrics.csv`` (one row per round),
+``state.ckpt`` (Lightning: policy, frozen copy, EMA, optimizer), ``csv/round_<k>/metrics.csv`` (Lightning's log of
+the WDCE loss per step), ``metrics.csv`` (one row per round),
 ``finetune.png``, ``summary.json``, ``model/`` (the last round's export). A round is committed when its files are
 written, ``progress.json`` last; Ctrl-C stops the round in progress, which is dropped, and ``--resume`` repeats it
 from the committed state. Every round draws from generators seeded by (seed, round), so a resumed run reaches the
@@ -248,6 +249,7 @@ def _train(system, buffer, cfg: FinetuneSection, run_dir: Path, k: int, seed: in
     """``steps_per_round`` WDCE steps, continuing the optimizer from the last committed round's state."""
     import lightning as L
     from lightning.pytorch.callbacks import Callback
+    from lightning.pytorch.loggers import CSVLogger
 
     from seqtree.training.buffer_data import BufferDataModule
 
@@ -269,7 +271,8 @@ def _train(system, buffer, cfg: FinetuneSection, run_dir: Path, k: int, seed: in
     system.train()
     trainer = L.Trainer(
         max_steps=cfg.steps_per_round * k, accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
-        precision=cfg.precision, gradient_clip_val=cfg.gradient_clip, logger=False, enable_checkpointing=False,
+        precision=cfg.precision, gradient_clip_val=cfg.gradient_clip, enable_checkpointing=False,
+        logger=CSVLogger(str(run_dir), name="csv", version=f"round_{k}"), log_every_n_steps=1,
         callbacks=[_Watch()], enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
         limit_val_batches=0,
     )  # fmt: skip

@@ -54,6 +54,8 @@ def test_two_rounds_write_metrics_plots_and_a_loadable_checkpoint(whole, tmp_pat
     for column in ("eval_reward_mean", "eval_reward_top10", "pretrained_nll_nats", "distinct_kmers", "mean_hamming",
                    "invalid_fraction", "buffer_ess", "wdce_loss"):  # fmt: skip
         assert column in metrics, column
+    steps = pd.read_csv(whole / "csv" / "round_2" / "metrics.csv")  # Lightning's per-step log of the loss
+    assert steps["wdce"].notna().sum() == 2
     summary = json.loads((whole / "summary.json").read_text())
     assert summary["rounds_done"] == 2 and not summary["interrupted"]
     assert summary["oracle_calls"] == metrics["cumulative_oracle_calls"].iloc[-1]
