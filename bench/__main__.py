@@ -32,29 +32,68 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("oracles", help="oracle throughput (seqtree.oracles.bench)")
     ehrlich = sub.add_parser("ehrlich", help="Ehrlich holo benchmark: every algorithm at equal NFE, holo's GA")
     ehrlich.add_argument("--out", type=Path, required=True, help="directory for ehrlich.csv, curves and plot")
-    ehrlich.add_argument("--instances", nargs="+", choices=["ehrlich-l32", "ehrlich-l128"], default=None)
+    ehrlich.add_argument(
+        "--instances",
+        nargs="+",
+        default=None,
+        metavar="INSTANCE",
+        help="ehrlich-l32, ehrlich-l128 (default: both) or any instance by its parameters, e.g. "
+        "v=32,L=64,c=2,k=4,seed=1 (a new instance's prior is trained under OUT/priors/ first)",
+    )
+    ehrlich.add_argument(
+        "--prior-steps",
+        type=int,
+        default=None,
+        help="train every instance's prior for this many steps under OUT/priors/ (default: the "
+        "shipped priors for the benchmark instances, 2000 steps for others)",
+    )
     ehrlich.add_argument("--nfe", type=int, default=None, help="NFE budget of every run (default: per instance)")
     ehrlich.add_argument("--seeds", type=int, default=3, help="seeds per instance")
     ehrlich.add_argument("--first-seed", type=int, default=0, help="first seed (seeds first .. first + seeds - 1)")
-    ehrlich.add_argument("--algorithms", nargs="+", default=None,
-                         help="subset of the search algorithms ('none': only the GA and the fine-tuning arm)")
+    ehrlich.add_argument(
+        "--algorithms",
+        nargs="+",
+        default=None,
+        help="subset of the search algorithms ('none': only the GA and the fine-tuning arm)",
+    )
     ehrlich.add_argument("--quick", action="store_true", help="smoke run: 2000 NFE, one seed")
     ehrlich.add_argument("--branch-every", type=int, default=None, help="steps between branch points (default: 1/8)")
-    ehrlich.add_argument("--ga-calls", type=int, default=None,
-                         help="holo GA oracle calls (default: the most any seqtree run used on that seed)")
-    ehrlich.add_argument("--ga-sweep", action="store_true",
-                         help="run holo's GA at every setting of bench.ehrlich.GA_SWEEP (particles 128 / 1024, "
-                              "survival 0.5 / 0.01, recombination default / 1.1/L) and name the best per instance")
-    ehrlich.add_argument("--finetune", action="store_true",
-                         help="add the search + fine-tuning arm (dts_star+finetune, recipes/ehrlich.yaml, to 1.0)")
+    ehrlich.add_argument(
+        "--ga-calls",
+        type=int,
+        default=None,
+        help="holo GA oracle calls (default: the most any seqtree run used on that seed)",
+    )
+    ehrlich.add_argument(
+        "--ga-sweep",
+        action="store_true",
+        help="run holo's GA at every setting of bench.ehrlich.GA_SWEEP (particles 128 / 1024, "
+        "survival 0.5 / 0.01, recombination default / 1.1/L) and name the best per instance",
+    )
+    ehrlich.add_argument(
+        "--finetune",
+        action="store_true",
+        help="add the search + fine-tuning arm (dts_star+finetune, recipes/ehrlich.yaml, to 1.0)",
+    )
     ehrlich.add_argument("--finetune-rounds", type=int, default=10, help="fine-tuning rounds at most (default 10)")
     ehrlich.add_argument("--finetune-nfe", type=int, default=5000, help="search NFE per fine-tuning round")
-    ehrlich.add_argument("--finetune-set", action="append", default=[], metavar="KEY=VALUE",
-                         help="recipe override of the fine-tuning arm, repeatable (e.g. finetune.lr=3e-4, "
-                              "finetune.alpha=0.1, search.exploration=0.2)")
+    ehrlich.add_argument(
+        "--finetune-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="recipe override of the fine-tuning arm, repeatable (e.g. finetune.lr=3e-4, "
+        "finetune.alpha=0.1, search.exploration=0.2)",
+    )
     ehrlich.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    ehrlich.add_argument("--report", nargs="+", type=Path, default=None, metavar="RUN_DIR",
-                         help="run nothing: merge the results of earlier runs (e.g. one per instance) into --out")
+    ehrlich.add_argument(
+        "--report",
+        nargs="+",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="run nothing: merge the results of earlier runs (e.g. one per instance) into --out",
+    )
     args, rest = parser.parse_known_args(argv)  # sampling and oracles pass their own options through
     if rest and args.command not in ("sampling", "oracles"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
@@ -80,9 +119,14 @@ def main(argv: list[str] | None = None) -> None:
             merge_reports(args.out, args.report)
             return
         from bench.ehrlich import FinetuneArm
+        from seqtree.oracles.ehrlich_instances import parse_instance
 
         instances = args.instances or ["ehrlich-l32", "ehrlich-l128"]
-        budgets = {name: args.nfe for name in instances} if args.nfe else None
+        for spec in instances:
+            try:
+                parse_instance(spec)
+            except ValueError as error:
+                parser.error(f"--instances: {error}")
         algorithms = [] if args.algorithms == ["none"] else args.algorithms
         if not algorithms and algorithms is not None and not args.finetune and not args.ga_calls:
             parser.error("--algorithms none needs --finetune or --ga-calls (the GA's budget)")
@@ -93,9 +137,18 @@ def main(argv: list[str] | None = None) -> None:
         elif args.finetune_set:
             parser.error("--finetune-set needs --finetune")
         run_ehrlich(
-            args.out, instances=instances, nfe=budgets, seeds=args.seeds, algorithms=algorithms, quick=args.quick,
-            branch_every=args.branch_every, ga_calls=args.ga_calls, ga_sweep=args.ga_sweep, finetune=finetune,
+            args.out,
+            instances=instances,
+            nfe=args.nfe,
+            seeds=args.seeds,
+            algorithms=algorithms,
+            quick=args.quick,
+            branch_every=args.branch_every,
+            ga_calls=args.ga_calls,
+            ga_sweep=args.ga_sweep,
+            finetune=finetune,
             first_seed=args.first_seed,
+            prior_steps=args.prior_steps,
         )
     elif args.command == "search":
         from bench.search import run

@@ -5,7 +5,9 @@ The test functions are Stanton et al. (2024), "Closed-Form Test Functions for Bi
 (arXiv:2407.00236), from pytorch-holo; the instances are ``seqtree.oracles.ehrlich.BENCHMARK_INSTANCES``
 (L=32 with c=2, k=4 and L=128 with c=4, k=4; v=20; seed 0), and the priors are the shipped ``ehrlich-l32-tiny``
 and ``ehrlich-l128-tiny`` checkpoints, trained by ``seqtree train`` on draws of each function's own DMP
-(``data/ehrlich/prepare.py``), so the prior knows the feasible set and nothing about the motifs.
+(``data/ehrlich/prepare.py``), so the prior knows the feasible set and nothing about the motifs. Any other instance
+is given by its parameters (``--instances v=32,L=64,c=2,k=4,seed=1``); its prior is prepared and trained the same
+way under ``OUT/priors/<name>/`` (``seqtree ehrlich prepare``, the shipped priors' recipe) before the runs.
 
 Protocol (per instance and seed):
 
@@ -56,6 +58,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+
+from seqtree.oracles.ehrlich_instances import parse_instance
 
 CHECKPOINTS = {"ehrlich-l32": "ehrlich-l32-tiny", "ehrlich-l128": "ehrlich-l128-tiny"}
 ONE_PASS = {"svdd": "num_particles", "smc": "num_particles", "beam": "beam_width"}
@@ -164,17 +168,38 @@ def setting_for(length: int, branch_every: int | None = None) -> Setting:
     )  # fmt: skip
 
 
-def build_problem(instance: str, setting: Setting):
-    """The search problem of a benchmark instance: its shipped prior, the Ehrlich oracle, an all-masked root."""
+def prior_for(instance, out: Path, steps: int | None = None, log: Callable[[str], None] = print) -> str:
+    """The prior of an instance: the shipped checkpoint of a benchmark instance; for any other, the model of
+    ``OUT/priors/<name>/`` (``seqtree ehrlich prepare`` then ``seqtree train``, the shipped priors' settings, or
+    ``steps`` training steps), trained on first use and reused afterwards."""
+    from seqtree.oracles.ehrlich_prior import prepare_instance, training_recipe
+    from seqtree.training.recipe import TrainRecipe
+    from seqtree.training.run import train
+
+    if instance.is_benchmark and steps is None:
+        return CHECKPOINTS[instance.name]
+    folder = (out / "priors" / instance.name).resolve()
+    recipe = TrainRecipe.model_validate(training_recipe(instance, folder, max_steps=steps))
+    if (Path(recipe.export_dir) / "config.json").is_file():
+        return str(recipe.export_dir)
+    log(f"{instance.name}: preparing the prior's data and training it in {folder}")
+    prepare_instance(instance, folder, max_steps=steps)
+    summary = train(recipe, resume=(Path(recipe.output_dir) / "checkpoints" / "last.ckpt").is_file(), progress=False)
+    log(f"{instance.name}: prior trained, val {summary.val_bits_per_token:.3f} bits/token "
+        f"(unigram {summary.unigram_bits_per_token:.3f}), {summary.seconds:.0f} s")  # fmt: skip
+    return str(recipe.export_dir)
+
+
+def build_problem(instance, setting: Setting, prior: str):
+    """The search problem of an instance (:class:`~seqtree.oracles.ehrlich_instances.EhrlichInstance`): the prior
+    ``prior`` (a checkpoint name or folder), the Ehrlich oracle, an all-masked root."""
     from seqtree.generate import initial_tokens
     from seqtree.models.loading import load_model
-    from seqtree.oracles.ehrlich import BENCHMARK_INSTANCES, EhrlichOracle
     from seqtree.search import SearchProblem
 
-    params = BENCHMARK_INSTANCES[instance]
-    model = load_model(CHECKPOINTS[instance])
-    oracle = EhrlichOracle(**params)
-    root = initial_tokens(model.tokenizer, length=params["dim"])
+    model = load_model(prior)
+    oracle = instance.oracle()
+    root = initial_tokens(model.tokenizer, length=instance.dim)
     problem = SearchProblem(
         model.denoiser, model.diffusion, model.tokenizer, oracle, root,
         num_steps=setting.num_steps, branch_every=setting.branch_every,
@@ -288,18 +313,17 @@ FINETUNE_KEYS = ("rounds", "steps_per_round", "batch_size", "lr", "alpha", "repl
                  "eval_samples", "ema_decay", "weight_decay")  # fmt: skip
 
 
-def finetune_recipe(instance: str, seed: int, arm: FinetuneArm, setting: Setting):
-    """``arm.recipe`` (the DTS* design recipe of ehrlich-l32) for ``instance`` and ``seed``: the instance's prior,
-    length and oracle, the benchmark's decoding schedule, ``arm.rounds`` rounds of ``arm.nfe`` search NFE (no time
-    limit), stopping once the best reward reaches 1.0; ``arm.overrides`` are applied last."""
-    from seqtree.oracles.ehrlich import BENCHMARK_INSTANCES
+def finetune_recipe(instance, seed: int, arm: FinetuneArm, setting: Setting, prior: str):
+    """``arm.recipe`` (the DTS* design recipe of ehrlich-l32) for ``instance`` (an ``EhrlichInstance``) and ``seed``:
+    the prior ``prior``, the instance's length and oracle, the benchmark's decoding schedule, ``arm.rounds`` rounds of
+    ``arm.nfe`` search NFE (no time limit), stopping once the best reward reaches 1.0; ``arm.overrides`` are applied
+    last."""
     from seqtree.recipe import load_design_recipe
 
-    params = BENCHMARK_INSTANCES[instance]
     overrides = [
-        f"name={instance}", f"seed={seed}", f"model.name={CHECKPOINTS[instance]}",
+        f"name={instance.name}", f"seed={seed}", f"model.name={prior}",
         f"model.num_steps={setting.num_steps}", f"model.branch_every={setting.branch_every}",
-        f"design.length={params['dim']}", f"oracle.params={json.dumps(params)}",
+        f"design.length={instance.dim}", f"oracle.params={json.dumps(instance.params)}",
         f"budget.nfe={arm.nfe}", "budget.seconds=null", "budget.oracle_calls=null",
         f"finetune.rounds={arm.rounds}", "finetune.target_reward=1.0", *arm.overrides,
     ]  # fmt: skip
@@ -334,17 +358,17 @@ def finetune_curve(metrics: list[dict], round_curves: dict[int, pd.DataFrame]) -
     return pd.concat(parts, ignore_index=True)
 
 
-def run_finetune_arm(instance: str, seed: int, arm: FinetuneArm, setting: Setting, out: Path,
+def run_finetune_arm(instance, seed: int, arm: FinetuneArm, setting: Setting, out: Path, prior: str,
                      log: Callable[[str], None] = print) -> tuple[dict, pd.DataFrame]:  # fmt: skip
     """One search + fine-tuning run under ``out`` (which must not hold an earlier run)."""
     from seqtree.finetune import run_finetune
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # Lightning's GPU / TPU banner every round
-    recipe = finetune_recipe(instance, seed, arm, setting)
+    recipe = finetune_recipe(instance, seed, arm, setting, prior)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} holds an earlier fine-tuning run; choose another --out")
     start = time.perf_counter()
-    result = run_finetune(recipe, out=out, log=lambda line: log(f"{instance} seed {seed} finetune {line}"))
+    result = run_finetune(recipe, out=out, log=lambda line: log(f"{instance.name} seed {seed} finetune {line}"))
     seconds = time.perf_counter() - start
     curves = {k: pd.read_csv(out / "rounds" / str(k) / "curve.csv") for k in range(1, len(result.metrics))
               if (out / "rounds" / str(k) / "curve.csv").is_file()}  # fmt: skip
@@ -370,7 +394,7 @@ def run(
     out: Path,
     *,
     instances: list[str] | None = None,
-    nfe: dict[str, int] | None = None,
+    nfe: int | None = None,
     seeds: int = 3,
     algorithms: list[str] | None = None,
     quick: bool = False,
@@ -379,31 +403,35 @@ def run(
     ga_sweep: bool = False,
     finetune: FinetuneArm | None = None,
     first_seed: int = 0,
+    prior_steps: int | None = None,
     log: Callable[[str], None] = print,
 ) -> pd.DataFrame:
     """Run the protocol of the module docstring; ``ga_calls`` gives holo's GA a fixed oracle-call budget instead
     of the most any seqtree run used (e.g. to ask whether it reaches the optimum with far more calls);
     ``ga_sweep`` runs every setting of :data:`GA_SWEEP` instead of the single GA; ``finetune`` adds the search +
     fine-tuning arm. ``algorithms=[]`` runs no search algorithm (only the GA and, if given, the fine-tuning arm).
-    Seeds are ``first_seed, ..., first_seed + seeds - 1`` (split seeds over processes, merge with ``--report``)."""
+    Seeds are ``first_seed, ..., first_seed + seeds - 1`` (split seeds over processes, merge with ``--report``).
+    ``instances`` are specs :func:`~seqtree.oracles.ehrlich_instances.parse_instance` reads (any instance; a new one
+    gets a prior trained by :func:`prior_for`, ``prior_steps`` steps); ``nfe`` is every run's NFE budget (default
+    :func:`default_nfe`)."""
     from seqtree.search import ALGORITHMS
 
     out.mkdir(parents=True, exist_ok=True)
-    instances = instances or list(CHECKPOINTS)
-    budgets = nfe or ({"ehrlich-l32": 2000, "ehrlich-l128": 2000} if quick else DEFAULT_NFE)
+    parsed = [parse_instance(spec) for spec in instances or list(CHECKPOINTS)]
     if algorithms is None:
         algorithms = ["best_of_n", *[a for a in ALGORITHMS if a != "best_of_n"]]
     if not algorithms and finetune is None and ga_calls is None:
         raise ValueError("with no search algorithm and no fine-tuning arm, give the GA's oracle calls (ga_calls)")
     seeds = 1 if quick else seeds
     rows, curves, priors = [], [], []
-    for instance in instances:
-        length = int(instance.rsplit("l", 1)[1])
-        setting = setting_for(length, branch_every)
-        problem, oracle = build_problem(instance, setting)
-        budget = budgets[instance]
+    for spec in parsed:
+        instance = spec.name
+        setting = setting_for(spec.dim, branch_every)
+        prior_model = prior_for(spec, out, prior_steps, log)
+        problem, oracle = build_problem(spec, setting, prior_model)
+        budget = nfe or (QUICK_NFE if quick else default_nfe(spec))
         prior = prior_check(problem)
-        priors.append({"instance": instance, **prior})
+        priors.append({"instance": instance, "prior": prior_model, **prior})
         log(f"{instance} prior: {prior}")
         for seed in range(first_seed, first_seed + seeds):
             runs = []
@@ -417,7 +445,7 @@ def run(
                     f"oracle calls {row['oracle_calls']}, {row['seconds']:.1f} s")  # fmt: skip
             if finetune is not None:
                 run_dir = out / "finetune" / instance / f"seed{seed}"
-                row, curve = run_finetune_arm(instance, seed, finetune, setting, run_dir, log)
+                row, curve = run_finetune_arm(spec, seed, finetune, setting, run_dir, prior_model, log)
                 runs.append((row, curve))
                 log(f"{instance} seed {seed} {FINETUNE_NAME}: best {row['best_reward']:.3f} after "
                     f"{row['rounds_done']} rounds, oracle calls {row['oracle_calls']} (to 1.0: "
@@ -426,15 +454,19 @@ def run(
             for ga in GA_SWEEP if ga_sweep else [None]:
                 runs.append(run_holo_ga(oracle, calls, seed, setting=ga))
                 row = runs[-1][0]
-                log(f"{instance} seed {seed} {row['algorithm']}: best {row['best_reward']:.3f} at "
-                    f"{row['oracle_calls']} oracle calls (to 1.0: {first_reaching(runs[-1][1], 1.0, 'oracle_calls')})")
+                log(
+                    f"{instance} seed {seed} {row['algorithm']}: best {row['best_reward']:.3f} at "
+                    f"{row['oracle_calls']} oracle calls (to 1.0: {first_reaching(runs[-1][1], 1.0, 'oracle_calls')})"
+                )
             for row, curve in runs:
                 row = {"instance": instance, "seed": seed, "nfe_budget": budget, "branch_every": setting.branch_every,
                        **row}  # fmt: skip
                 rows.append(row)
-                curves.append(curve.assign(
-                    instance=instance, seed=seed, algorithm=row["algorithm"], branch_every=setting.branch_every
-                ))
+                curves.append(
+                    curve.assign(
+                        instance=instance, seed=seed, algorithm=row["algorithm"], branch_every=setting.branch_every
+                    )
+                )
     table = pd.DataFrame(rows)
     curve_table = pd.concat(curves, ignore_index=True)
     pd.DataFrame(priors).to_csv(out / "ehrlich_prior.csv", index=False)
@@ -508,6 +540,12 @@ def merge_reports(out: Path, sources: list[Path], log: Callable[[str], None] = p
 
 
 DEFAULT_NFE = {"ehrlich-l32": 50_000, "ehrlich-l128": 60_000}
+QUICK_NFE = 2000
+
+
+def default_nfe(instance) -> int:
+    """The NFE budget of every run on ``instance``: the benchmark instances' own, else that of the nearer length."""
+    return DEFAULT_NFE.get(instance.name, DEFAULT_NFE["ehrlich-l32" if instance.dim <= 64 else "ehrlich-l128"])
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:

@@ -7,9 +7,9 @@ defines the feasible set (sequences with a zero-probability transition are infea
 the floor with reason ``"infeasible (-inf)"``) and c spaced motifs define the value, the product over motifs of
 the quantised fraction of each motif present, so the value lies in [0, 1] and is 1 exactly when all are present.
 
-States are written as letters: state i is ``alphabet[i]`` (default: the first ``num_states`` of the 20 amino-acid
-letters), so designs are ordinary strings. ``pytorch-holo`` is an optional extra imported lazily: install it with
-``pip install 'seqtree[holo]'``.
+States are written as letters: state i is ``alphabet[i]`` (default: :func:`default_alphabet`, the 20 amino-acid
+letters first, so instances of up to 20 states read like proteins), so designs are ordinary strings.
+``pytorch-holo`` is an optional extra imported lazily: install it with ``pip install 'seqtree[holo]'``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from seqtree.oracles.base import Oracle
 from seqtree.oracles.registry import register_oracle
 
 DEFAULT_ALPHABET = "ACDEFGHIKLMNPQRSTVWY"
+# Letters for instances with more states: the six other capitals, then lower case, then digits (62 in all).
+EXTENDED_ALPHABET = DEFAULT_ALPHABET + "BJOUXZ" + "abcdefghijklmnopqrstuvwxyz" + "0123456789"
 # The benchmark instances of Stanton et al. (2024), sec. 5, at the sizes the seqtree issue names: "ehrlich-l32" is
 # L=32 with c=2 motifs of length k=4 and "ehrlich-l128" is L=128 with c=4, k=4; v=20 states (one amino-acid letter
 # each), quantisation q=k, seed 0. data/ehrlich/prepare.py draws the training sets of the shipped ehrlich checkpoints
@@ -31,6 +33,17 @@ BENCHMARK_INSTANCES: dict[str, dict[str, int]] = {
     "ehrlich-l128": {"num_states": 20, "dim": 128, "num_motifs": 4, "motif_length": 4, "seed": 0},
 }
 HOLO_HINT = "the ehrlich oracle needs pytorch-holo: pip install 'seqtree[holo]' (or pip install pytorch-holo)"
+
+
+def default_alphabet(num_states: int) -> str:
+    """The letters of states 0 .. num_states - 1: a prefix of :data:`EXTENDED_ALPHABET`, so the 20-state benchmark
+    instances keep their amino-acid letters and larger instances stay printable."""
+    if not 1 <= num_states <= len(EXTENDED_ALPHABET):
+        raise ValueError(
+            f"num_states must lie in [1, {len(EXTENDED_ALPHABET)}] for the default alphabet, got {num_states}; "
+            "give an explicit alphabet of that many distinct letters"
+        )
+    return EXTENDED_ALPHABET[:num_states]
 
 
 def import_holo() -> Any:
@@ -70,7 +83,7 @@ class EhrlichOracle(Oracle):
         seed: int = 0,
         alphabet: str | None = None,
     ) -> None:
-        alphabet = alphabet if alphabet is not None else DEFAULT_ALPHABET[:num_states]
+        alphabet = alphabet if alphabet is not None else default_alphabet(num_states)
         if len(alphabet) != num_states or len(set(alphabet)) != num_states:
             raise ValueError(f"alphabet must have num_states={num_states} distinct letters, got {alphabet!r}")
         if quantization is not None and not 1 <= quantization <= motif_length:
@@ -78,8 +91,13 @@ class EhrlichOracle(Oracle):
         closed_form, self._elemental = import_holo()
         try:
             self.fn = closed_form.Ehrlich(
-                num_states=num_states, dim=dim, num_motifs=num_motifs, motif_length=motif_length,
-                quantization=quantization, epistasis_factor=epistasis_factor, random_seed=seed,
+                num_states=num_states,
+                dim=dim,
+                num_motifs=num_motifs,
+                motif_length=motif_length,
+                quantization=quantization,
+                epistasis_factor=epistasis_factor,
+                random_seed=seed,
             )
         except (ValueError, RuntimeError, ZeroDivisionError) as err:
             raise ValueError(f"invalid Ehrlich configuration: {err}") from err

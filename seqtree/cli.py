@@ -24,6 +24,8 @@ models_app = typer.Typer(help="Shipped checkpoints and their model cards.", no_a
 app.add_typer(models_app, name="models")
 oracles_app = typer.Typer(help="Registered oracles (reward functions) and their parameters.", no_args_is_help=True)
 app.add_typer(oracles_app, name="oracles")
+ehrlich_app = typer.Typer(help="Ehrlich test functions of any size: a prior's data and recipes.", no_args_is_help=True)
+app.add_typer(ehrlich_app, name="ehrlich")
 
 BAD_INPUT = 2
 FAILURE = 1
@@ -279,6 +281,44 @@ def bench(ctx: typer.Context) -> None:
     except ImportError:
         _fail("the benchmarks live in the source checkout's bench/ folder: run seqtree bench from the repository root")
     bench_main(list(ctx.args))
+
+
+@ehrlich_app.command(
+    "prepare",
+    epilog=(
+        "Example: seqtree ehrlich prepare v=32,L=64,c=2,k=4,seed=1 --out runs/ehrlich/v32-l64, then "
+        "seqtree train runs/ehrlich/v32-l64/train.yaml and seqtree finetune runs/ehrlich/v32-l64/design.yaml"
+    ),
+)
+def ehrlich_prepare(
+    instance: Annotated[str, typer.Argument(help="ehrlich-l32, ehrlich-v32-l64-c2-k4-s1 or v=32,L=64,c=2,k=4,seed=1")],
+    out: Annotated[Path | None, typer.Option(help="folder for data and recipes (default runs/ehrlich/<name>)")] = None,
+    train: Annotated[int | None, typer.Option(help="training sequences (default 20000 to L=64, else 8000)")] = None,
+    val: Annotated[int | None, typer.Option(help="validation sequences (default 1000 to L=64, else 500)")] = None,
+    data_seed: Annotated[int | None, typer.Option(help="seed of the draws (default 1000 + instance seed)")] = None,
+    steps: Annotated[int | None, typer.Option(help="the prior's training steps (default: the shipped 2000)")] = None,
+) -> None:
+    """Draw a prior's training data from an Ehrlich instance's own Markov process (its feasible set) and write the
+    prior's training recipe (a character tokenizer over the instance's letters) and a design recipe with a finetune:
+    section (recipes/ehrlich.yaml's settings) that searches the instance with that prior."""
+    from seqtree.oracles.ehrlich_instances import parse_instance
+    from seqtree.oracles.ehrlich_prior import prepare_instance
+
+    try:
+        parsed = parse_instance(instance)
+        folder = out if out is not None else Path("runs") / "ehrlich" / parsed.name
+        info = prepare_instance(parsed, folder, n_train=train, n_val=val, data_seed=data_seed, max_steps=steps)
+    except (FileNotFoundError, ValueError) as error:
+        _fail(str(error))
+    except ImportError as error:
+        _fail(str(error), FAILURE)
+    folder = folder.resolve()
+    typer.echo(
+        f"{parsed.name}: {info['train']['sequences']} train and {info['val']['sequences']} val sequences in {folder} "
+        f"(alphabet {info['alphabet']}, mean reward {info['mean_reward']:.3f}, best {info['max_reward']:.3f})\n"
+        f"next: seqtree train {folder / 'train.yaml'}\n"
+        f"then: seqtree design {folder / 'design.yaml'}   or   seqtree finetune {folder / 'design.yaml'}"
+    )
 
 
 @models_app.command("list")

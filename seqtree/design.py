@@ -134,7 +134,7 @@ def build_budget(recipe: DesignRecipe):
 
 def supports_state(recipe: DesignRecipe) -> bool:
     """Whether the algorithm can save its search state and continue it exactly (a tree with its generator)."""
-    return {"save_to", "resume_from"} <= set(recipe.search_params().model_fields)
+    return {"save_to", "resume_from"} <= set(type(recipe.search_params()).model_fields)
 
 
 def run_design(

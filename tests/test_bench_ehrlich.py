@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -10,6 +11,7 @@ pytest.importorskip("holo", reason="the Ehrlich benchmark needs the holo extra")
 
 from bench import ehrlich  # noqa: E402
 from seqtree.oracles.ehrlich import BENCHMARK_INSTANCES, EhrlichOracle  # noqa: E402
+from seqtree.oracles.ehrlich_instances import parse_instance  # noqa: E402
 
 
 def test_first_reaching_reads_the_first_point_at_or_above_the_target():
@@ -37,7 +39,7 @@ def test_benchmark_runs_every_algorithm_at_equal_nfe(tmp_path):
     budget = 2500  # best-of-N scores its first batch of 64 after ~2000 NFE
     algorithms = ["best_of_n", "dts_star", "mcts", "smc"]
     table = ehrlich.run(
-        tmp_path, instances=["ehrlich-l32"], nfe={"ehrlich-l32": budget}, seeds=1, algorithms=algorithms,
+        tmp_path, instances=["ehrlich-l32"], nfe=budget, seeds=1, algorithms=algorithms,
         log=lambda _: None,
     )  # fmt: skip
     assert list(table["algorithm"]) == [*algorithms, ehrlich.GA_NAME]
@@ -62,7 +64,7 @@ def test_branching_schedule_and_ga_budget_can_be_set(tmp_path):
     with pytest.raises(ValueError, match="branch_every"):
         ehrlich.setting_for(32, 33)
     table = ehrlich.run(
-        tmp_path, instances=["ehrlich-l32"], nfe={"ehrlich-l32": 300}, seeds=1, algorithms=["dts_star"],
+        tmp_path, instances=["ehrlich-l32"], nfe=300, seeds=1, algorithms=["dts_star"],
         branch_every=2, ga_calls=256, log=lambda _: None,
     )  # fmt: skip
     assert (table["branch_every"] == 2).all()
@@ -170,9 +172,26 @@ def test_finetune_arm_writes_its_run_and_rows(tmp_path):
 
 def test_finetune_recipe_for_the_l128_instance():
     arm = ehrlich.FinetuneArm(rounds=3, nfe=1234, overrides=("finetune.lr=0.001",))
-    recipe = ehrlich.finetune_recipe("ehrlich-l128", 2, arm, ehrlich.setting_for(128))
+    instance = parse_instance("ehrlich-l128")
+    recipe = ehrlich.finetune_recipe(instance, 2, arm, ehrlich.setting_for(128), ehrlich.prior_for(instance, Path(".")))
     assert recipe.model.name == "ehrlich-l128-tiny" and recipe.design.length == 128 and recipe.seed == 2
     assert recipe.oracle["params"] == BENCHMARK_INSTANCES["ehrlich-l128"]
     assert (recipe.model.num_steps, recipe.model.branch_every) == (64, 8)
     assert recipe.budget.nfe == 1234 and recipe.budget.seconds is None
     assert (recipe.finetune.rounds, recipe.finetune.target_reward, recipe.finetune.lr) == (3, 1.0, 0.001)
+
+
+def test_benchmark_on_an_instance_given_by_its_parameters_trains_its_prior_once(tmp_path):
+    spec = "v=24,L=12,c=2,k=3,seed=2"
+    table = ehrlich.run(tmp_path, instances=[spec], nfe=200, seeds=1, algorithms=["dts_star"], prior_steps=3,
+                        log=lambda _: None)  # fmt: skip
+    name = "ehrlich-v24-l12-c2-k3-s2"
+    assert set(table["instance"]) == {name} and set(table["algorithm"]) == {"dts_star", ehrlich.GA_NAME}
+    model = tmp_path / "priors" / name / "model" / "model.safetensors"
+    assert model.is_file() and json.loads((model.parent.parent / "instance.json").read_text())["ehrlich"]["dim"] == 12
+    prior = pd.read_csv(tmp_path / "ehrlich_prior.csv")
+    assert prior["prior"].tolist() == [str(model.parent)]
+    stamp = model.stat().st_mtime_ns
+    ehrlich.run(tmp_path, instances=[spec], nfe=200, seeds=1, algorithms=["dts_star"], prior_steps=3,
+                log=lambda _: None)  # fmt: skip
+    assert model.stat().st_mtime_ns == stamp  # the same --out reuses it

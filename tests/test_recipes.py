@@ -2,6 +2,7 @@
 naming the field; an interrupted run leaves valid partial outputs and resumes to the uninterrupted result."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from inprocess import seqtree_inprocess
 
 from seqtree.config import RecipeError
 from seqtree.recipe import ALGORITHM_NAMES, load_design_recipe, reference_markdown, validate_design_recipe
@@ -30,10 +32,9 @@ def _tiny(path: Path) -> list[str]:
     return TINY + TINY_PARAMS.get(algorithm, [])
 
 
-def _seqtree(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "seqtree.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
-    )
+# The CLI runs in-process (tests/inprocess.py: the same Typer app, exit code and streams, without a fresh
+# interpreter's import of torch and transformers on every call); the interrupt test signals a real subprocess.
+_seqtree = seqtree_inprocess
 
 
 def _needs_extra(path: Path) -> str | None:
@@ -194,9 +195,10 @@ def test_interrupt_leaves_partial_outputs_and_resume_matches_uninterrupted(tmp_p
     whole = _seqtree("design", recipe, "--out", str(tmp_path / "whole"), *LONG)
     assert whole.returncode == 0, whole.stderr
 
+    # One thread, as the in-process whole and resumed runs use (conftest): the same arithmetic in all three.
     process = subprocess.Popen(
         [sys.executable, "-m", "seqtree.cli", "design", recipe, "--out", str(tmp_path / "cut"), *LONG],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )  # fmt: skip
     for line in process.stderr:  # wait until the search has started
         if line.startswith("searching"):

@@ -11,12 +11,15 @@ Source
 
 Processing
     1. draw ``--train`` + ``--val`` sequences with ``torch.Generator().manual_seed(seed)`` (seed 1000 + index of
-       the instance, so the data never reuses the function's own generator);
+       the instance, so the data never reuses the function's own generator), by
+       ``seqtree.oracles.ehrlich_prior.draw_prior_data``, the code of ``seqtree ehrlich prepare`` (which does the
+       same for any other instance);
     2. write states as letters (state i = i-th of ACDEFGHIKLMNPQRSTVWY), one sequence per line;
     3. the first ``--val`` go to val.txt, the rest to train.txt (draws are i.i.d.; duplicates are kept, as they
        are part of the DMP's law).
 
-Usage:  python data/ehrlich/prepare.py [--train 20000] [--val 1000]
+Usage:  python data/ehrlich/prepare.py [--train 20000] [--val 1000]   (per instance; default 20000/1000 at L=32,
+        8000/500 at L=128)
 """
 
 from __future__ import annotations
@@ -25,39 +28,30 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from _common import atomic_write_lines, display_path, file_size_report, write_stats  # noqa: E402
+from _common import display_path, file_size_report, write_stats  # noqa: E402
 
-from seqtree.oracles.ehrlich import BENCHMARK_INSTANCES, EhrlichOracle  # noqa: E402
+from seqtree.oracles.ehrlich import BENCHMARK_INSTANCES  # noqa: E402
+from seqtree.oracles.ehrlich_instances import parse_instance  # noqa: E402
+from seqtree.oracles.ehrlich_prior import default_data_seed, default_sizes, draw_prior_data  # noqa: E402
 
-# Fewer sequences at L=128 keep the committed file near 1 MB; each still holds 127 transitions of the DMP.
-SIZES = {"ehrlich-l32": (20000, 1000), "ehrlich-l128": (8000, 500)}
 
-
-def prepare(name: str, params: dict[str, int], n_train: int, n_val: int, data_seed: int) -> dict:
-    oracle = EhrlichOracle(**params)
-    generator = torch.Generator().manual_seed(data_seed)
-    sequences = oracle.sample_feasible(n_train + n_val, generator=generator)
-    rewards = oracle(sequences).tolist()
+def prepare(name: str, n_train: int | None, n_val: int | None) -> dict:
+    """One benchmark instance's files, through the same code as ``seqtree ehrlich prepare`` (its default sizes
+    and data seed), with paths shown relative to the checkout."""
+    instance = parse_instance(name)
+    default_train, default_val = default_sizes(instance)
     out = HERE / name
-    atomic_write_lines(out / "val.txt", sequences[:n_val])
-    atomic_write_lines(out / "train.txt", sequences[n_val:])
+    info = draw_prior_data(
+        instance, out, n_train=n_train or default_train, n_val=n_val or default_val,
+        data_seed=default_data_seed(instance),
+    )  # fmt: skip
     file_size_report(out / "train.txt", out / "val.txt")
-    return {
-        "instance": name,
-        "ehrlich": params,
-        "data_seed": data_seed,
-        "train": {"path": display_path(out / "train.txt"), "sequences": n_train},
-        "val": {"path": display_path(out / "val.txt"), "sequences": n_val},
-        "feasible_fraction": sum(r > -1.0 for r in rewards) / len(rewards),
-        "mean_reward": sum(rewards) / len(rewards),
-        "max_reward": max(rewards),
-        "optimal_solution": oracle.optimal_solution(),
-    }
+    for split in ("train", "val"):
+        info[split]["path"] = display_path(out / f"{split}.txt")
+    return info
 
 
 def main() -> None:
@@ -66,12 +60,13 @@ def main() -> None:
     parser.add_argument("--val", type=int, default=None, help="validation sequences per instance")
     args = parser.parse_args()
     infos = []
-    for index, (name, params) in enumerate(BENCHMARK_INSTANCES.items()):
-        n_train, n_val = SIZES[name]
-        infos.append(prepare(name, params, args.train or n_train, args.val or n_val, 1000 + index))
+    for name in BENCHMARK_INSTANCES:
+        infos.append(prepare(name, args.train, args.val))
         print(f"{name}: {infos[-1]['train']['sequences']} train, {infos[-1]['val']['sequences']} val")
-    rows = ["| instance | L | c | k | v | train | val | mean reward of the data | best in the data |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = [
+        "| instance | L | c | k | v | train | val | mean reward of the data | best in the data |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for info in infos:
         p = info["ehrlich"]
         rows.append(

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+CHARACTER_DOMAINS = ("dna", "protein", "ehrlich")
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -52,6 +54,11 @@ class TrainOptim(_Strict):
 class TrainRecipe(_Strict):
     domain: Literal["dna", "protein", "smiles", "text", "ehrlich"]
     name: str = Field(description="checkpoint name, e.g. protein-tiny")
+    alphabet: str | None = Field(
+        None,
+        description="letters of a character tokenizer (dna, protein, ehrlich), e.g. the 32 states of an Ehrlich "
+        "instance; default: the domain's own alphabet",
+    )
     data: TrainData
     model: TrainModel = TrainModel()
     diffusion: TrainDiffusion = TrainDiffusion()
@@ -68,6 +75,15 @@ class TrainRecipe(_Strict):
             raise ValueError(f"model.hidden_size {width} must be divisible by model.num_heads {heads}")
         if self.model.architecture == "dilated_cnn" and self.model.kernel_size % 2 == 0:
             raise ValueError(f"model.kernel_size must be odd, got {self.model.kernel_size}")
+        if self.alphabet is not None:
+            if self.domain not in CHARACTER_DOMAINS:
+                raise ValueError(
+                    f"alphabet is for the character domains {', '.join(CHARACTER_DOMAINS)}; the {self.domain} "
+                    "domain's tokenizer is not a character alphabet"
+                )
+            repeated = sorted({c for c in self.alphabet if self.alphabet.count(c) > 1})
+            if not self.alphabet or repeated:
+                raise ValueError(f"alphabet must be non-empty with distinct letters; repeated: {''.join(repeated)!r}")
         return self
 
     def resolve_paths(self, base: Path) -> TrainRecipe:

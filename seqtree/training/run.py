@@ -23,7 +23,7 @@ from lightning.pytorch.loggers import CSVLogger
 import seqtree.models.loading  # noqa: F401  (registers the backbones with transformers Auto classes)
 from seqtree.diffusion import MaskedDiffusion
 from seqtree.models.dilated_cnn import DilatedCNN, DilatedCNNConfig
-from seqtree.models.tokenizers import Tokenizer, tokenizer_for_domain
+from seqtree.models.tokenizers import CharTokenizer, Tokenizer, tokenizer_for_domain
 from seqtree.models.transformer import SeqTreeTransformer, SeqTreeTransformerConfig
 from seqtree.schedules import make_schedule
 from seqtree.training.data import SequenceDataModule, read_sequences
@@ -80,6 +80,12 @@ def build_backbone(recipe: TrainRecipe, tokenizer: Tokenizer) -> torch.nn.Module
 
 
 def build_tokenizer(recipe: TrainRecipe) -> Tokenizer:
+    """The domain's tokenizer, or a character tokenizer over the recipe's ``alphabet`` (named after the domain, so
+    a 32-state Ehrlich prior is still an Ehrlich checkpoint; DNA and protein letters stay case-insensitive when
+    the alphabet is upper case)."""
+    if recipe.alphabet is not None:
+        upper = recipe.alphabet == recipe.alphabet.upper() and recipe.domain in ("dna", "protein")
+        return CharTokenizer(recipe.alphabet, name=recipe.domain, case_insensitive=upper)
     texts = read_sequences(recipe.data.train) if recipe.domain == "smiles" else None
     return tokenizer_for_domain(recipe.domain, texts)
 
