@@ -47,7 +47,6 @@ from seqtree.rundir import write_atomic
 from seqtree.search.result import SearchResult, pareto_mask
 
 FORMAT = "seqtree-replay-buffer/2"
-UNKNOWN_STEP = -2  # unmask_step of a designed position of an imported row: no path is known
 COLUMNS = (
     "tokens", "designed", "unmask_step", "log_prob", "log_prob_model", "log_prob_pretrained", "rewards", "scores",
     "source", "round", "seed",

@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from seqtree.config import RecipeError, apply_overrides, format_validation_error, read_yaml
 
-ALGORITHM_NAMES = ("mcts", "dts", "dts_star", "svdd", "smc", "beam", "best_of_n")
-Algorithm = Literal["mcts", "dts", "dts_star", "svdd", "smc", "beam", "best_of_n"]
+ALGORITHM_NAMES = ("mcts", "dts", "dts_star", "svdd", "smc", "beam", "best_of_n", "remask")
+Algorithm = Literal["mcts", "dts", "dts_star", "svdd", "smc", "beam", "best_of_n", "remask"]
 # Parameters the design run sets itself from other sections; a recipe may not set them under search:.
 RUN_OWNED_PARAMS = ("resume_from", "save_to")
 

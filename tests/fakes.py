@@ -182,3 +182,28 @@ def tilted_distribution(base: Tensor, rewards: Tensor, alpha: float) -> Tensor:
     """pi*(x) ~ base(x) exp(r(x) / alpha), float64 [S]."""
     logits = base.double().clamp_min(1e-300).log() + rewards.double() / alpha
     return torch.softmax(logits, 0)
+
+
+class EnumeratedToy:
+    """The search tests' toy: an exact denoiser of a random joint over ``num_states ** length`` DNA sequences
+    (``random_joint`` drawn from ``torch.Generator().manual_seed(seed)``; ``generator`` continues that stream for
+    the subclass's rewards), the exact law of its ancestral sampler (``base``) and a problem builder."""
+
+    def __init__(self, num_states: int = 4, length: int = 5, num_steps: int = 6, branch_every: int = 2) -> None:
+        from seqtree.models.tokenizers import dna_tokenizer
+
+        self.generator = torch.Generator().manual_seed(0)
+        self.num_steps, self.branch_every, self.length = num_steps, branch_every, length
+        self.probs = random_joint(num_states, length, self.generator)
+        self.denoiser = ExactJointDenoiser(self.probs, num_states, length)
+        self.diffusion = self.denoiser.diffusion()
+        self.base = ancestral_distribution(self.denoiser, self.diffusion, num_steps)
+        self.tokenizer = dna_tokenizer()
+
+    def problem(self, oracle, root: Tensor | None = None, **kwargs):
+        """A SearchProblem over the toy with ``oracle``; ``root`` defaults to all positions masked."""
+        from seqtree.search import SearchProblem
+
+        root = torch.full((self.length,), MASK_ID) if root is None else root
+        return SearchProblem(self.denoiser, self.diffusion, self.tokenizer, oracle, root,
+                             num_steps=self.num_steps, branch_every=self.branch_every, **kwargs)  # fmt: skip

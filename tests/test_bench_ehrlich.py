@@ -152,7 +152,8 @@ def test_finetune_arm_writes_its_run_and_rows(tmp_path):
     table = ehrlich.run(
         tmp_path, instances=["ehrlich-l32"], seeds=1, first_seed=1, algorithms=[], finetune=arm, log=lambda _: None
     )  # fmt: skip
-    assert list(table["algorithm"]) == [ehrlich.FINETUNE_NAME, ehrlich.GA_NAME]
+    search = ehrlich.finetune_recipe(parse_instance("ehrlich-l32"), 1, arm, ehrlich.setting_for(32), "x").search
+    assert list(table["algorithm"]) == [ehrlich.finetune_name(search.algorithm), ehrlich.GA_NAME]
     row = table.iloc[0]
     run_dir = tmp_path / "finetune" / "ehrlich-l32" / "seed1"
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -166,7 +167,7 @@ def test_finetune_arm_writes_its_run_and_rows(tmp_path):
     ga = table.iloc[1]
     assert ga["oracle_calls"] <= row["oracle_calls"]  # the GA gets the arm's oracle calls (whole generations)
     curves = pd.read_csv(tmp_path / "ehrlich_curves.csv")
-    ft = curves[curves["algorithm"] == ehrlich.FINETUNE_NAME]
+    ft = curves[curves["algorithm"].str.endswith(ehrlich.FINETUNE_SUFFIX)]
     assert ft["oracle_calls"].iloc[-1] == summary["oracle_calls"] and ft["best_reward"].max() == row["best_reward"]
 
 

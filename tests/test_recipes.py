@@ -178,6 +178,9 @@ def test_broken_recipe_through_cli_exits_2(tmp_path):
 
 
 def test_every_algorithm_name_is_accepted():
+    from seqtree.search import ALGORITHMS
+
+    assert set(ALGORITHM_NAMES) == set(ALGORITHMS)  # the recipe's list names every registered algorithm
     for name in ALGORITHM_NAMES:
         data = _base()
         data["search"] = {"algorithm": name}

@@ -23,19 +23,17 @@ import torch
 
 from fakes import (
     MASK_ID,
-    ExactJointDenoiser,
+    EnumeratedToy,
     TableOracle,
-    ancestral_distribution,
     empirical_distribution,
-    random_joint,
     tilted_distribution,
     total_variation,
     tv_null_quantile,
 )
-from seqtree.models.tokenizers import dna_tokenizer
 from seqtree.samplers import sample_ancestral
 from seqtree.search import (
     ALGORITHMS,
+    UNKNOWN_STEP,
     Budget,
     SearchProblem,
     Tree,
@@ -53,35 +51,19 @@ V, L, STEPS, BRANCH, ALPHA = 4, 5, 6, 2, 0.5
 TOLERANCE = 0.05
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is ~10x faster on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-class Toy:
+class Toy(EnumeratedToy):
     def __init__(self) -> None:
-        g = torch.Generator().manual_seed(0)
-        self.probs = random_joint(V, L, g)
-        self.denoiser = ExactJointDenoiser(self.probs, V, L)
-        self.diffusion = self.denoiser.diffusion()
-        self.base = ancestral_distribution(self.denoiser, self.diffusion, STEPS)
+        super().__init__(V, L, STEPS, BRANCH)
+        g = self.generator
         rewards = torch.rand(V**L, generator=g, dtype=torch.float64) * 2.0
         # the argmax: a sequence of moderate probability (rank 20 under the sampler), reward 3
         self.argmax = int(self.base.argsort(descending=True)[20])
         rewards[self.argmax] = 3.0
         self.rewards = rewards
         self.target = tilted_distribution(self.base, rewards, ALPHA)
-        self.tokenizer = dna_tokenizer()
 
     def problem(self, oracle=None, root=None, **kwargs) -> SearchProblem:
-        return SearchProblem(
-            self.denoiser, self.diffusion, self.tokenizer, oracle or TableOracle(self.rewards, "ACGT", L),
-            torch.full((L,), MASK_ID) if root is None else root, num_steps=STEPS, branch_every=BRANCH, **kwargs,
-        )  # fmt: skip
+        return super().problem(oracle or TableOracle(self.rewards, "ACGT", L), root, **kwargs)
 
     def argmax_sequence(self) -> str:
         return self.tokenizer.decode((self.denoiser.sequences[self.argmax] + 2).tolist())
@@ -298,7 +280,10 @@ def test_contract(toy, name):
     assert (designs.scores[:-1] >= designs.scores[1:]).all()
     traj = first.trajectories
     assert traj.log_prob_model.shape == (len(designs), STEPS)
-    assert torch.allclose(traj.log_prob_model.sum(-1), designs.log_prob_model)
+    known = ~(traj.unmask_step == UNKNOWN_STEP).any(-1)  # remask children carry no path: NaN log-probability
+    assert torch.allclose(traj.log_prob_model.sum(-1)[known], designs.log_prob_model[known])
+    assert designs.log_prob_model[~known].isnan().all() and (traj.log_prob_model[~known] == 0).all()
+    assert known.any()  # every algorithm keeps some real draws (remask: its initial samples)
     assert (traj.log_prob_model <= 0).all()
     assert first.nfe <= 400 and first.oracle_calls <= 150
     nfes = [c.nfe for c in first.curve]

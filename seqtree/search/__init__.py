@@ -1,5 +1,6 @@
 """Tree search over the unmasking steps of masked diffusion models: MCTS, DTS, DTS*, SVDD, SMC / FK steering,
-beam search and best-of-N share one engine, one budget and one accounting (see ARCHITECTURE.md, contract 6).
+beam search, best-of-N and the remask local search share one engine, one budget and one accounting (see
+ARCHITECTURE.md, contract 6).
 
 Every algorithm has the signature ``run_x(problem, budget, *, generator, params=None, **params) -> SearchResult``
 and is registered in :data:`ALGORITHMS` with its typed parameter model.
@@ -25,7 +26,16 @@ from seqtree.search.mcts import MCTSParams, run_mcts
 from seqtree.search.params import SearchParams
 from seqtree.search.problem import Decoder, Oracle, SearchProblem
 from seqtree.search.registry import ALGORITHMS, Algorithm, get_algorithm, run_search
-from seqtree.search.result import CURVE_COLUMNS, CurvePoint, Designs, SearchResult, Trajectories, pareto_mask
+from seqtree.search.remask import RemaskParams, run_remask
+from seqtree.search.result import (
+    CURVE_COLUMNS,
+    UNKNOWN_STEP,
+    CurvePoint,
+    Designs,
+    SearchResult,
+    Trajectories,
+    pareto_mask,
+)
 from seqtree.search.smc import SMCParams, run_smc
 from seqtree.search.svdd import SVDDParams, run_svdd
 from seqtree.search.tree import Tree
@@ -46,6 +56,7 @@ __all__ = [
     "Engine",
     "MCTSParams",
     "Meter",
+    "RemaskParams",
     "Oracle",
     "SMCParams",
     "STOP_COMPLETED",
@@ -62,6 +73,7 @@ __all__ = [
     "SearchResult",
     "Trajectories",
     "Tree",
+    "UNKNOWN_STEP",
     "get_algorithm",
     "pareto_mask",
     "run_beam",
@@ -69,6 +81,7 @@ __all__ = [
     "run_dts",
     "run_dts_star",
     "run_mcts",
+    "run_remask",
     "run_search",
     "run_smc",
     "run_svdd",

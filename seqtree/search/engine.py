@@ -21,7 +21,7 @@ from torch import Tensor
 
 from seqtree.search.budget import STOP_NFE, STOP_ORACLE, Budget, Meter
 from seqtree.search.problem import SearchProblem
-from seqtree.search.result import CurvePoint, Designs, SearchResult, Trajectories, pareto_mask
+from seqtree.search.result import UNKNOWN_STEP, CurvePoint, Designs, SearchResult, Trajectories, pareto_mask
 from seqtree.search.tree import Tree
 
 
@@ -344,7 +344,9 @@ class Engine:
         unmask_step = unmask_step.long().cpu()[order]
         if weights is not None:
             weights = weights.double().cpu()[order]
-        designs = Designs(self.decode(tokens), tokens, rewards, scores, log_prob_model.sum(-1), weights)
+        # a design whose path is unknown (a remask child) has no path log-probability: NaN, not a fake 0
+        path_log_prob = log_prob_model.sum(-1).masked_fill((unmask_step == UNKNOWN_STEP).any(-1), math.nan)
+        designs = Designs(self.decode(tokens), tokens, rewards, scores, path_log_prob, weights)
         front = None
         if rewards.shape[1] > 1:
             keep = pareto_mask(rewards)

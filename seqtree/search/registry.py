@@ -15,6 +15,7 @@ from seqtree.search.dts_star import DTSStarParams, run_dts_star
 from seqtree.search.mcts import MCTSParams, run_mcts
 from seqtree.search.params import SearchParams
 from seqtree.search.problem import SearchProblem
+from seqtree.search.remask import RemaskParams, run_remask
 from seqtree.search.result import SearchResult
 from seqtree.search.smc import SMCParams, run_smc
 from seqtree.search.svdd import SVDDParams, run_svdd
@@ -37,6 +38,7 @@ ALGORITHMS: dict[str, Algorithm] = {
     "smc": Algorithm("smc", run_smc, SMCParams),
     "beam": Algorithm("beam", run_beam, BeamParams),
     "best_of_n": Algorithm("best_of_n", run_best_of_n, BestOfNParams),
+    "remask": Algorithm("remask", run_remask, RemaskParams),
 }
 
 

@@ -50,6 +50,9 @@ class Designs:
         return pd.DataFrame(data)
 
 
+UNKNOWN_STEP = -2  # unmask_step of a designed position whose path is not known (imported data, a remask child)
+
+
 @dataclass(frozen=True)
 class Trajectories:
     """Sampling paths of the designs (same rows), as a replay buffer needs them."""
@@ -58,7 +61,8 @@ class Trajectories:
     log_prob: Tensor  # [N, T] per reverse step, under the distribution sampled from (T = num_steps)
     log_prob_model: Tensor  # [N, T] per reverse step, under the untempered model
     # [N, L] long, reverse step at which each position was unmasked; -1 for positions fixed from the root (prompt,
-    # scaffold, padding). With the tokens it replays the path under another model (seqtree.trajectory).
+    # scaffold, padding), UNKNOWN_STEP where no path is known (its log-probabilities are then 0). With the tokens it
+    # replays the path under another model (seqtree.trajectory).
     unmask_step: Tensor
 
 
