@@ -73,10 +73,17 @@ def main(argv: list[str] | None = None) -> None:
     ehrlich.add_argument(
         "--finetune",
         action="store_true",
-        help="add the search + fine-tuning arm (dts_star+finetune, recipes/ehrlich.yaml, to 1.0)",
+        help="add the search + fine-tuning arm (recipes/ehrlich.yaml: remask+finetune, to 1.0)",
     )
     ehrlich.add_argument("--finetune-rounds", type=int, default=10, help="fine-tuning rounds at most (default 10)")
     ehrlich.add_argument("--finetune-nfe", type=int, default=5000, help="search NFE per fine-tuning round")
+    ehrlich.add_argument(
+        "--search-set",
+        action="append",
+        default=[],
+        metavar="ALGORITHM.KEY=VALUE",
+        help="override a search algorithm's parameter, e.g. remask.patience=0 (repeatable)",
+    )
     ehrlich.add_argument(
         "--finetune-set",
         action="append",
@@ -118,9 +125,13 @@ def main(argv: list[str] | None = None) -> None:
         if args.report:
             merge_reports(args.out, args.report)
             return
-        from bench.ehrlich import FinetuneArm
+        from bench.ehrlich import FinetuneArm, parse_search_set
         from seqtree.oracles.ehrlich_instances import parse_instance
 
+        try:
+            search_set = parse_search_set(args.search_set)
+        except ValueError as error:
+            parser.error(str(error))
         instances = args.instances or ["ehrlich-l32", "ehrlich-l128"]
         for spec in instances:
             try:
@@ -149,6 +160,7 @@ def main(argv: list[str] | None = None) -> None:
             finetune=finetune,
             first_seed=args.first_seed,
             prior_steps=args.prior_steps,
+            search_set=search_set,
         )
     elif args.command == "search":
         from bench.search import run

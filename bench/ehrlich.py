@@ -36,7 +36,7 @@ Two optional arms:
   oracle calls; ``ehrlich_ga_best.csv`` names the best setting per instance (:func:`best_ga_settings`);
 - ``--finetune``: search + fine-tuning rounds (``seqtree.finetune.run_finetune``, TR2-D2 WDCE) on
   ``recipes/ehrlich.yaml``'s settings, stopped once the best reward reaches 1.0, one run per instance and seed under
-  ``OUT/finetune/<instance>/seed<k>/`` (algorithm ``dts_star+finetune``; its anytime curve spans all rounds, every
+  ``OUT/finetune/<instance>/seed<k>/`` (algorithm ``<search>+finetune``; its anytime curve spans all rounds, every
   oracle call counted: searches and the policy evaluations).
 
 ``oracle_calls_to_1`` / ``calls_to_optimum`` is the oracle-call count of the first curve point at 1.0 (NaN: never);
@@ -71,6 +71,20 @@ def finetune_name(search: str) -> str:
     """The fine-tuning arm's algorithm label: the search it runs each round, then ``+finetune``."""
     return f"{search}{FINETUNE_SUFFIX}"
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "ehrlich.yaml"
+
+
+def parse_search_set(items: list[str]) -> dict[str, dict]:
+    """``["remask.patience=0", ...]`` -> ``{"remask": {"patience": 0}}`` (values parsed as YAML)."""
+    import yaml
+
+    out: dict[str, dict] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        algorithm, dot, name = key.partition(".")
+        if not sep or not dot or not name:
+            raise ValueError(f"--search-set {item!r}: expected ALGORITHM.PARAMETER=VALUE, e.g. remask.patience=0")
+        out.setdefault(algorithm, {})[name] = yaml.safe_load(raw)
+    return out
 
 
 def is_ga(algorithm: str) -> bool:
@@ -414,6 +428,7 @@ def run(
     finetune: FinetuneArm | None = None,
     first_seed: int = 0,
     prior_steps: int | None = None,
+    search_set: dict[str, dict] | None = None,
     log: Callable[[str], None] = print,
 ) -> pd.DataFrame:
     """Run the protocol of the module docstring; ``ga_calls`` gives holo's GA a fixed oracle-call budget instead
@@ -423,7 +438,7 @@ def run(
     Seeds are ``first_seed, ..., first_seed + seeds - 1`` (split seeds over processes, merge with ``--report``).
     ``instances`` are specs :func:`~seqtree.oracles.ehrlich_instances.parse_instance` reads (any instance; a new one
     gets a prior trained by :func:`prior_for`, ``prior_steps`` steps); ``nfe`` is every run's NFE budget (default
-    :func:`default_nfe`)."""
+    :func:`default_nfe`); ``search_set`` overrides algorithms' parameters (``{"remask": {"patience": 0}}``)."""
     from seqtree.search import ALGORITHMS
 
     out.mkdir(parents=True, exist_ok=True)
@@ -446,7 +461,7 @@ def run(
         for seed in range(first_seed, first_seed + seeds):
             runs = []
             for algorithm in algorithms:
-                params = setting.params[algorithm]
+                params = {**setting.params[algorithm], **(search_set or {}).get(algorithm, {})}
                 if algorithm in ONE_PASS:
                     params = sized_params(algorithm, problem, params, budget, seed)
                 row, curve = run_seqtree(algorithm, problem, params, budget, seed)

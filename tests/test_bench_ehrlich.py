@@ -196,3 +196,11 @@ def test_benchmark_on_an_instance_given_by_its_parameters_trains_its_prior_once(
     ehrlich.run(tmp_path, instances=[spec], nfe=200, seeds=1, algorithms=["dts_star"], prior_steps=3,
                 log=lambda _: None)  # fmt: skip
     assert model.stat().st_mtime_ns == stamp  # the same --out reuses it
+
+
+def test_search_set_overrides_parse_by_algorithm():
+    assert ehrlich.parse_search_set(["remask.patience=0", "remask.max_span=2", "dts.alpha=0.5"]) == {
+        "remask": {"patience": 0, "max_span": 2}, "dts": {"alpha": 0.5}
+    }  # fmt: skip
+    with pytest.raises(ValueError, match="ALGORITHM.PARAMETER=VALUE"):
+        ehrlich.parse_search_set(["patience=0"])
