@@ -44,6 +44,7 @@ from safetensors.torch import load_file, safe_open, save
 from torch import Tensor
 
 from seqtree.rundir import write_atomic
+from seqtree.search.result import UNKNOWN_STEP as UNKNOWN_STEP  # re-exported: imported rows use it too
 from seqtree.search.result import SearchResult, pareto_mask
 
 FORMAT = "seqtree-replay-buffer/2"

@@ -204,3 +204,11 @@ def test_search_set_overrides_parse_by_algorithm():
     }  # fmt: skip
     with pytest.raises(ValueError, match="ALGORITHM.PARAMETER=VALUE"):
         ehrlich.parse_search_set(["patience=0"])
+
+
+def test_a_bad_instance_spec_is_a_usage_error(tmp_path, capsys):
+    from bench.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ehrlich", "--out", str(tmp_path), "--instances", "v=20,L=6,c=2,k=4"])
+    assert exit_info.value.code == 2 and "do not fit in length L = 6" in capsys.readouterr().err

@@ -152,14 +152,19 @@ def test_restarts_replace_the_population_after_patience(toy):
 def test_pool_keeps_the_best_distinct_designs_and_the_newest_among_equals():
     class _Engine:
         def empty_columns(self):
-            return {"tokens": torch.zeros(0, 2, dtype=torch.long)}
+            return {"tokens": torch.zeros(0, 2, dtype=torch.long), "unmask_step": torch.zeros(0, 2, dtype=torch.long)}
 
+    known, unknown = torch.tensor([0, 1]), torch.tensor([UNKNOWN_STEP, UNKNOWN_STEP])
     pool = _Pool(_Engine())
-    pool.add({"tokens": torch.tensor([[1, 1], [2, 2], [3, 3]])}, torch.tensor([1.0, 0.5, 1.0], dtype=torch.float64))
-    pool.add({"tokens": torch.tensor([[4, 4], [1, 1]])}, torch.tensor([1.0, 1.0], dtype=torch.float64))
+    pool.add({"tokens": torch.tensor([[1, 1], [2, 2], [3, 3]]), "unmask_step": torch.stack([known, unknown, unknown])},
+             torch.tensor([1.0, 0.5, 1.0], dtype=torch.float64))  # fmt: skip
+    pool.add({"tokens": torch.tensor([[4, 4], [1, 1]]), "unmask_step": torch.stack([unknown, unknown])},
+             torch.tensor([1.0, 1.0], dtype=torch.float64))  # fmt: skip
     columns, scores = pool.compact(3)
-    # [1, 1] appears twice (kept once, newest copy); among the 1.0s the newest batch comes first
+    # [1, 1] twice: one row, dated by its newest copy (so it ranks with the new batch) but keeping the copy that
+    # has a sampling path; among the 1.0s the newest batch comes first; 0.5 drops out
     assert columns["tokens"].tolist() == [[4, 4], [1, 1], [3, 3]] and scores.tolist() == [1.0, 1.0, 1.0]
+    assert columns["unmask_step"][1].tolist() == [0, 1]
     assert pool.size == 3
 
 

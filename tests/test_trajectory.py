@@ -17,7 +17,7 @@ from safetensors.numpy import save_file
 
 from fakes import MASK_ID, ExactJointDenoiser, TableOracle, random_joint
 from seqtree.models.tokenizers import dna_tokenizer
-from seqtree.search import ALGORITHMS, Budget, SearchProblem, SearchResult, Tree, run_search
+from seqtree.search import ALGORITHMS, UNKNOWN_STEP, Budget, SearchProblem, SearchResult, Tree, run_search
 from seqtree.trajectory import replay_log_probs
 
 V, L, STEPS, BRANCH = 4, 5, 8, 2
@@ -31,6 +31,7 @@ PARAMS: dict[str, dict[str, object]] = {
     "smc": {"num_particles": 8, "ess_threshold": 1.0},  # resample at every branch point
     "beam": {"beam_width": 3, "branching": 3},
     "best_of_n": {"num_samples": 12, "batch_size": 6},
+    "remask": {"initial_samples": 6, "elite_size": 3, "children": 3, "max_iterations": 6},
 }
 
 
@@ -64,7 +65,12 @@ def assert_replays(toy: Toy, result: SearchResult, root: torch.Tensor) -> None:
     assert steps.dtype == torch.long and steps.shape == (len(designs), L)
     designed = root == MASK_ID
     assert (steps[:, ~designed] == -1).all()
-    assert ((steps[:, designed] >= 0) & (steps[:, designed] < STEPS)).all()
+    # a remask child has no path: every designed position UNKNOWN_STEP, zero log-probabilities, nothing to replay
+    unknown = (steps[:, designed] == UNKNOWN_STEP).all(-1)
+    assert (unknown | (steps[:, designed] != UNKNOWN_STEP).all(-1)).all()  # all or nothing per row
+    assert (~unknown).any() and (paths.log_prob_model[unknown] == 0).all()
+    known = steps[~unknown][:, designed]
+    assert ((known >= 0) & (known < STEPS)).all()
     replay = replay_log_probs(toy.denoiser, toy.diffusion, designs.tokens, steps, STEPS)
     torch.testing.assert_close(replay.step_log_prob, paths.log_prob_model, atol=1e-4, rtol=0)
 

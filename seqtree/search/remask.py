@@ -24,7 +24,8 @@ Paths. A child is not a draw of any reverse path, so it carries none: its design
 by exp(r / alpha) alone; ``seqtree.buffer``). The initial and restart samples keep their real paths.
 
 Budget: every refill and every sample charges NFE; each distinct new sequence charges one oracle call. The search
-is anytime and runs until the budget (or ``max_iterations``) ends.
+is anytime and runs until the budget (or ``max_iterations``) ends; when the NFE left cannot complete a whole batch,
+the batch shrinks to what can finish, so a tight budget still returns designs.
 """
 
 from __future__ import annotations
@@ -81,25 +82,27 @@ class _Pool:
         self.born.append(torch.full((len(scores),), self.clock, dtype=torch.long))
 
     def compact(self, keep: int) -> tuple[dict[str, Tensor], Tensor]:
-        """Merge, drop repeated sequences (keeping the newest copy), keep the ``keep`` best (newest first among
-        equals); returns the columns and scores, best first."""
+        """Merge, keep one row per sequence (the copy with a sampling path if any, else the newest, dated by its
+        newest copy), then the ``keep`` best (newest first among equals); returns the columns and scores, best
+        first."""
         cols = {k: torch.cat(v) for k, v in self.columns.items()}
         scores, born = torch.cat(self.scores), torch.cat(self.born)
-        order = torch.argsort(born, descending=True, stable=True)
-        order = order[torch.argsort(scores[order], descending=True, stable=True)]
-        seen: set[tuple[int, ...]] = set()
-        chosen = []
-        for index in order.tolist():
+        has_path = ~(cols["unmask_step"] == UNKNOWN_STEP).any(-1) if "unmask_step" in cols else None
+        chosen: dict[tuple[int, ...], int] = {}
+        dated: dict[tuple[int, ...], int] = {}
+        for index in torch.argsort(born, descending=True, stable=True).tolist():
             key = tuple(cols["tokens"][index].tolist())
-            if key in seen:
-                continue
-            seen.add(key)
-            chosen.append(index)
-            if len(chosen) == keep:
-                break
-        picked = torch.tensor(chosen, dtype=torch.long)
+            if key not in chosen:
+                chosen[key], dated[key] = index, int(born[index])
+            elif has_path is not None and has_path[index] and not has_path[chosen[key]]:
+                chosen[key] = index
+        rows = torch.tensor(list(chosen.values()), dtype=torch.long)
+        when = torch.tensor(list(dated.values()), dtype=torch.long)
+        order = torch.argsort(when, descending=True, stable=True)
+        order = order[torch.argsort(scores[rows[order]], descending=True, stable=True)][:keep]
+        picked = rows[order]
         self.columns = {k: [v[picked]] for k, v in cols.items()}
-        self.scores, self.born = [scores[picked]], [born[picked]]
+        self.scores, self.born = [scores[picked]], [when[order]]
         return {k: v[0] for k, v in self.columns.items()}, self.scores[0]
 
 
@@ -146,7 +149,14 @@ def run_remask(
     archive, population = _Pool(engine), _Pool(engine)  # everything found (the result) / the current elites
     device = problem.root.device
 
+    def affordable(size: int, rows_each: int) -> int:
+        """``size``, or fewer when the NFE left cannot complete that many (at most ``rows_each`` rows each), so a
+        tight budget still completes some designs instead of cutting the whole batch mid-way; at least 1."""
+        left = engine.meter.nfe_left
+        return size if left == float("inf") else max(1, min(size, int(left // rows_each)))
+
     def sample(size: int):
+        size = affordable(size, problem.num_steps)
         x = problem.root.unsqueeze(0).expand(size, -1)
         start = torch.zeros(size, dtype=torch.long, device=device)
         out = engine.advance(x, start, torch.full_like(start, problem.num_steps))
@@ -168,18 +178,21 @@ def run_remask(
         iterations += 1
         elites, _ = population.compact(p.elite_size)
         parents = elites["tokens"].to(device)
-        pick = torch.randint(len(parents), (p.children,), generator=generator)
-        mate = torch.randint(len(parents), (p.children,), generator=generator)
-        spans = torch.randint(1, max_span + 1, (p.children,), generator=generator)
-        starts = (torch.rand(p.children, generator=generator) * (count - spans + 1)).long()
+        if not len(parents):  # the budget completed no design to start from
+            break
+        size = affordable(p.children, refill)
+        pick = torch.randint(len(parents), (size,), generator=generator)
+        mate = torch.randint(len(parents), (size,), generator=generator)
+        spans = torch.randint(1, max_span + 1, (size,), generator=generator)
+        starts = (torch.rand(size, generator=generator) * (count - spans + 1)).long()
         cuts = None
         if p.crossover > 0 and count > 1:
-            crossing = torch.rand(p.children, generator=generator) < p.crossover
-            cuts = torch.where(crossing, torch.randint(1, count, (p.children,), generator=generator), 0).to(device)
+            crossing = torch.rand(size, generator=generator) < p.crossover
+            cuts = torch.where(crossing, torch.randint(1, count, (size,), generator=generator), 0).to(device)
         children = remask_spans(
             parents[pick], parents[mate], designed, spans.to(device), starts.to(device), cuts, engine.mask_id
         )
-        k_from = torch.full((p.children,), problem.num_steps - refill, dtype=torch.long, device=device)
+        k_from = torch.full((size,), problem.num_steps - refill, dtype=torch.long, device=device)
         out = engine.advance(children, k_from, torch.full_like(k_from, problem.num_steps))
         unknown = torch.where(designed, UNKNOWN_STEP, -1).expand(len(out.tokens), -1).clone()
         zeros = torch.zeros_like(out.step_log_prob)
