@@ -93,19 +93,19 @@ def test_a_single_site_refill_draws_the_exact_conditional(toy):
 
 
 def test_remask_climbs_where_independent_samples_do_not(toy):
-    """Reward = agreement with a target of prior probability ~4e-4. With 120 oracle calls, best-of-N hits it with
-    probability at most 1 - (1 - p)^120 < 7% (asserted exactly below), i.e. about 3 of 40 seeds; remask climbs one
-    agreement at a time and reached it in 45-50% of seeds when measured, so at least 8 of 40 fails with probability
-    below 1e-3 for a correct remask and is out of best-of-N's reach (P(>= 8 of 40) < 0.01 at 7%)."""
+    """Reward = agreement with a target of prior probability p ~ 3.6e-4. With 240 oracle calls best-of-N hits it with
+    probability at most 1 - (1 - p)^240 = 8.3% (asserted below); remask climbs one agreement at a time and reached it
+    in 46 of 80 seeds (57.5%) when measured. Over 30 seeds the threshold 9 separates them: P(Bin(30, 0.083) >= 9) =
+    5e-4 and P(Bin(30, 0.575) < 9) = 6e-4 (8e-3 even at a 50% rate)."""
     target = toy.tokenizer.decode((toy.denoiser.sequences[toy.target] + CONTENT_OFFSET).tolist())
     p_target = float(toy.base[toy.target])
-    assert 1 - (1 - p_target) ** 120 < 0.07
+    assert 1 - (1 - p_target) ** 240 < 0.085
     params = {"initial_samples": 8, "elite_size": 4, "children": 4, "patience": 10}
     hits = 0
-    for seed in range(40):
-        result = run_search("remask", toy.problem(), Budget(oracle_calls=120), generator=gen(seed), **params)
+    for seed in range(30):
+        result = run_search("remask", toy.problem(), Budget(oracle_calls=240), generator=gen(seed), **params)
         hits += result.designs.sequences[0] == target
-    assert hits >= 8, hits
+    assert hits >= 9, hits
 
 
 def test_children_carry_no_path_and_fixed_positions_never_move(toy):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from inprocess import seqtree_inprocess
 
 from seqtree.config import RecipeError, load_recipe
 from seqtree.models.loading import load_model
@@ -76,10 +77,11 @@ def test_train_resume_and_loss_falls(tiny_recipe, tmp_path):
 
 
 def test_bad_recipe_exits_2_naming_the_field(tiny_recipe):
-    result = _seqtree("train", str(tiny_recipe), "--set", "model.num_layers=zero")
+    # in-process: both fail validation before anything trains or seeds a generator
+    result = seqtree_inprocess("train", str(tiny_recipe), "--set", "model.num_layers=zero")
     assert result.returncode == 2
     assert "model.num_layers" in result.stderr and "Traceback" not in result.stderr
-    unknown = _seqtree("train", str(tiny_recipe), "--set", "model.depth=3")
+    unknown = seqtree_inprocess("train", str(tiny_recipe), "--set", "model.depth=3")
     assert unknown.returncode == 2 and "model.depth: unknown field" in unknown.stderr
 
 
