@@ -122,7 +122,7 @@ def build_problem(recipe: DesignRecipe, model, oracle, root: torch.Tensor, obser
     return SearchProblem(
         denoiser=model.denoiser, diffusion=model.diffusion, tokenizer=model.tokenizer, oracle=oracle, root=root,
         num_steps=m.num_steps, branch_every=m.branch_every, temperature=m.temperature, top_k=m.top_k, top_p=m.top_p,
-        cache=m.cache, observer=observer,
+        cache=m.cache, observer=observer, reward_floor=float(getattr(oracle, "floor", SearchProblem.reward_floor)),
     )  # fmt: skip
 
 
@@ -231,6 +231,8 @@ def summarize(run: DesignRun, model, oracle: TimedOracle, seconds: float, stop: 
     denoiser_seconds = float(result.extras.get("denoiser_seconds", 0.0))
     inner = oracle.oracle
     failures = dict(getattr(inner, "failures", {}) or {})
+    for reason, count in result.extras.get("floored_rewards", {}).items():  # infinite values the engine floored
+        failures[reason] = failures.get(reason, 0) + count
     return {
         "name": run.recipe.name,
         "algorithm": result.algorithm,

@@ -258,3 +258,19 @@ def test_runs_append_their_trajectories_to_the_replay_buffer(tmp_path):
     assert "replay buffer" in other_model.stderr and "protein-tiny" in other_model.stderr
     assert not (tmp_path / "c" / "summary.json").exists()  # refused before searching
     assert len(read_buffer(buffer)[0]["tokens"]) == len(columns["tokens"])  # and the buffer is unchanged
+
+
+@pytest.mark.parametrize("search", [
+    "{algorithm: best_of_n, batch_size: 256, num_samples: 256}", "{algorithm: smc, num_particles: 64}",
+    "{algorithm: svdd}", "{algorithm: beam}",
+])  # fmt: skip
+def test_a_budget_smaller_than_one_batch_or_pass_still_returns_designs(tmp_path, search):
+    """Issue 12: best-of-N with batch 256 on protein.yaml spent its NFE and returned nothing (best reward NaN)."""
+    out = tmp_path / "run"
+    result = _seqtree("design", str(ROOT / "recipes" / "protein.yaml"), "--out", str(out), "--set", f"search={search}",
+                      "--set", "budget.nfe=150")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    designs = pd.read_csv(out / "designs.csv")
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(designs) > 0 and summary["nfe"] <= 150
+    assert designs["reward"].notna().all()

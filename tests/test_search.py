@@ -242,6 +242,45 @@ def test_budget_is_never_exceeded_and_counts_are_exact(toy, name, budget):
     assert result.stop_reason in ("nfe", "oracle_calls", "completed")
 
 
+@pytest.mark.parametrize("budget", [Budget(nfe=1), Budget(nfe=9), Budget(nfe=37), Budget(oracle_calls=5)])
+@pytest.mark.parametrize("name", list(ALGORITHMS))
+def test_a_budget_that_ends_mid_pass_returns_designs_if_it_spent_anything(toy, name, budget):
+    """Issue 12: SVDD at nfe=37 and SMC at oracle_calls=5 spent their budget and returned nothing. Now a batch is
+    cut to the rows the NFE left can finish, and one-pass algorithms return their particles completed greedily."""
+    result = run_search(name, toy.problem(), budget, generator=gen())
+    assert len(result.designs) > 0 or (result.nfe == 0 and result.oracle_calls == 0), (result.nfe, result.stop_reason)
+    assert torch.equal(result.designs.scores, toy.rewards[toy.denoiser.index_of(result.designs.tokens)])
+    if budget.nfe and budget.nfe >= 37:
+        assert len(result.designs) > 0
+
+
+@pytest.mark.parametrize("name", list(ALGORITHMS))
+def test_infinite_rewards_become_the_floor_and_never_reach_a_backup_as_nan(toy, name):
+    """Issue 12: an oracle's -inf made DTS's soft backup NaN (log-sum-exp of -inf and -inf)."""
+    rewards = toy.rewards.clone()
+    rewards[toy.base < toy.base.median()] = -math.inf  # half the sequences are infeasible
+    rewards[toy.argmax] = math.inf  # and one is broken the other way
+    result = run_search(name, toy.problem(TableOracle(rewards, "ACGT", L), reward_floor=-50.0), Budget(nfe=400),
+                        generator=gen())  # fmt: skip
+    assert torch.isfinite(result.designs.rewards).all()
+    floored = toy.denoiser.index_of(result.designs.tokens)
+    expected = torch.where(torch.isinf(rewards[floored]), -50.0, rewards[floored])
+    assert torch.equal(result.designs.scores, expected)
+    assert result.extras["floored_rewards"].get("reward -inf", 0) > 0
+    if result.tree is not None:  # every visited node's value (and DTS's soft value) is a finite number
+        tree, visited = result.tree, result.tree.visits[: result.tree.size] > 0
+        assert visited.sum() > 1
+        for column in ("soft_value", "value") if name in ("dts", "dts_star") else ("value_sum",):
+            assert np.isfinite(getattr(tree, column)[: tree.size][visited]).all(), column
+
+
+def test_a_batch_larger_than_the_budget_completes_what_fits(toy):
+    # 256 rows x 6 steps do not fit 100 NFE: the first 16 rows (6 NFE each, worst case) are sampled whole
+    result = run_best_of_n(toy.problem(), Budget(nfe=100), generator=gen(), num_samples=256, batch_size=256)
+    assert len(result.designs) >= 16 and result.nfe <= 100
+    assert not result.designs.log_prob_model.isnan().any()  # real draws, whole paths
+
+
 def test_resumed_tree_equals_an_uninterrupted_run(toy, tmp_path):
     for run in (run_dts, run_dts_star, run_mcts):
         whole = run(toy.problem(), Budget(), generator=gen(), max_iterations=30, leaves_per_iteration=2)

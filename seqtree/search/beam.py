@@ -21,7 +21,7 @@ import torch
 from pydantic import Field
 
 from seqtree.search.budget import Budget
-from seqtree.search.engine import Engine
+from seqtree.search.engine import Engine, PartialState
 from seqtree.search.params import SearchParams, build_params
 from seqtree.search.problem import SearchProblem
 from seqtree.search.result import SearchResult
@@ -78,6 +78,7 @@ def run_beam(
     lp, lpm = torch.zeros(1, problem.num_steps), torch.zeros(1, problem.num_steps)
     unmask = torch.full((1, problem.length), -1, dtype=torch.long, device=x.device)  # [w, L] step unmasked at
     log_probs = None
+    cut: list[PartialState] = []  # children that finished the segment the budget ended in
     for depth in range(depths):
         if engine.meter.exhausted():
             break
@@ -90,6 +91,9 @@ def run_beam(
             x[expand], step[expand], nxt[expand], log_probs0=None if log_probs is None else log_probs[expand],
             final_log_probs=not last,
         )  # fmt: skip
+        parents = expand[out.rows]
+        cut = [PartialState(out.tokens, out.final_log_probs, lp[parents] + out.step_log_prob,
+                            lpm[parents] + out.step_log_prob_model, torch.maximum(unmask[parents], out.unmask_step))]
         if out.rows.numel() < expand.numel():
             break
         prediction = out.tokens if last else engine.predict_x0(out.tokens, out.final_log_probs)
@@ -108,4 +112,6 @@ def run_beam(
                 "beam", tokens=x, rewards=scored.rewards[keep], log_prob=lp, log_prob_model=lpm, unmask_step=unmask,
                 iterations=depth + 1,
             )  # fmt: skip
-    return engine.finish("beam", **engine.empty_columns())
+    # the budget ended mid-pass: the beam and the children so far, completed greedily (Engine.partial_designs)
+    partial = engine.partial_designs(PartialState(x, log_probs, lp, lpm, unmask), *cut)
+    return engine.finish("beam", iterations=depth, **partial)

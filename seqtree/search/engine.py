@@ -38,6 +38,18 @@ class Advance:
 
 
 @dataclass(frozen=True)
+class PartialState:
+    """Particles a budget stopped mid-pass: tokens [B, L], the clean-token log-probabilities of those tokens
+    [B, L, V] (or None), and their path columns so far (log_prob / log_prob_model [B, T], unmask_step [B, L])."""
+
+    tokens: Tensor
+    log_probs: Tensor | None
+    log_prob: Tensor
+    log_prob_model: Tensor
+    unmask_step: Tensor
+
+
+@dataclass(frozen=True)
 class Scored:
     rows: Tensor  # [B'] long: which input rows were scored (the budget may cut the batch)
     rewards: Tensor  # [B', K] float64
@@ -45,6 +57,8 @@ class Scored:
 
 
 def _as_rewards(values, count: int) -> Tensor:
+    """The oracle's answer as float64 [B, K]; NaN is refused (the contract asks for a floor), +-inf is kept here
+    and floored by :meth:`Engine.score`, which records it."""
     out = torch.as_tensor(values).detach().to("cpu", torch.float64)
     if out.dim() == 1:
         out = out.unsqueeze(-1)
@@ -70,6 +84,7 @@ class Engine:
         self.reward_sum = 0.0
         self.reward_count = 0
         self.memo: dict[str, Tensor] = {}
+        self.floored: dict[str, int] = {}  # reason -> infinite reward values the oracle returned, set to the floor
 
     # --------------------------------------------------------------------------------------------- denoiser
     def denoise(self, x: Tensor, k: Tensor) -> tuple[Tensor | None, Tensor]:
@@ -140,6 +155,7 @@ class Engine:
         unmask = torch.full((batch, length), -1, dtype=torch.long, device=x.device)
         span = k_to - k_from
         width = int(span.max()) if batch else 0
+        alive &= self._affordable(span + int(final_log_probs))
 
         def refresh(need: Tensor, k: Tensor) -> None:
             nonlocal cache
@@ -191,6 +207,20 @@ class Engine:
         rows = alive.nonzero().squeeze(1)
         return Advance(rows, x[rows], lp[rows], lpm[rows], unmask[rows], None if final is None else final[rows])
 
+    def _affordable(self, rows_needed: Tensor) -> Tensor:
+        """Bool[B]: the first rows whose worst-case denoiser rows (``rows_needed`` [B], one per step) fit in the NFE
+        left, so a batch larger than the budget completes some rows instead of cutting all of them mid-way (issue 12:
+        a best-of-N batch of 256 x 32 steps on a 3000-NFE budget spent it all and returned nothing). The search
+        halts when not even the first row fits."""
+        left = self.meter.nfe_left
+        fits = torch.ones_like(rows_needed, dtype=torch.bool)
+        if left == math.inf or not len(rows_needed):
+            return fits
+        fits = rows_needed.cumsum(0) <= left
+        if not fits.any():
+            self.meter.halt(STOP_NFE)
+        return fits
+
     def predict_x0(self, x: Tensor, log_probs: Tensor) -> Tensor:
         """The denoiser's most likely clean sequence: argmax of log p(x_0 | x) at masked positions. [B, L]."""
         return torch.where(x == self.mask_id, log_probs.argmax(-1), x)
@@ -219,6 +249,11 @@ class Engine:
         fresh: dict[str, Tensor] = {}
         if pending:
             values = _as_rewards(p.oracle(pending), len(pending))
+            infinite = torch.isinf(values)
+            if infinite.any():  # a reward of -inf (infeasible) or +inf: the floor, counted with its reason
+                for sign, reason in ((-1, "reward -inf"), (1, "reward +inf")):
+                    self.floored[reason] = self.floored.get(reason, 0) + int((infinite & (values * sign > 0)).sum())
+                values = values.masked_fill(infinite, p.reward_floor)
             self.meter.charge_oracle(len(pending))
             fresh = dict(zip(pending, values))
             if p.memoize_oracle:
@@ -367,8 +402,34 @@ class Engine:
             iterations=iterations,
             pareto_front=front,
             tree=tree,
-            extras={"denoiser_seconds": m.denoiser_seconds, "denoiser_calls": m.denoiser_calls},
+            extras={"denoiser_seconds": m.denoiser_seconds, "denoiser_calls": m.denoiser_calls,
+                    "floored_rewards": dict(self.floored)},
         )
+
+    def partial_designs(self, *states: PartialState) -> dict[str, Tensor]:
+        """Design columns for the particles of a one-pass search (SMC, SVDD, beam) that a budget stopped mid-pass,
+        so that spent compute still returns designs (issue 12). Each state's masked positions take the denoiser's
+        most likely token from its last clean-token distribution (no denoiser call) and are marked
+        ``UNKNOWN_STEP`` (not a draw of the reverse process: no path log-probability); states without that
+        distribution keep only their complete rows. The designs are scored with what the oracle budget has left;
+        a prediction scored at a branch point already costs nothing (the memo)."""
+        parts = [self.empty_columns()]
+        for state in states:
+            x, log_probs = state.tokens, state.log_probs
+            tokens = x if log_probs is None else self.predict_x0(x, log_probs)
+            rows = self.is_complete(tokens).nonzero().squeeze(1)
+            if not rows.numel():
+                continue
+            scored = self.score(tokens[rows])
+            rows = rows[scored.rows]
+            unmask = torch.where(x == self.mask_id, UNKNOWN_STEP, state.unmask_step)
+            parts.append({
+                "tokens": tokens[rows].cpu(), "rewards": scored.rewards, "log_prob": state.log_prob[rows].cpu(),
+                "log_prob_model": state.log_prob_model[rows].cpu(), "unmask_step": unmask[rows].cpu(),
+            })  # fmt: skip
+        columns = {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
+        first = list({tuple(row): i for i, row in reversed(list(enumerate(columns["tokens"].tolist())))}.values())
+        return {key: value[sorted(first)] for key, value in columns.items()}  # one row per sequence
 
     def empty_columns(self) -> dict[str, Tensor]:
         """Zero-row design columns (a search stopped before any design was complete)."""

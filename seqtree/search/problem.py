@@ -60,6 +60,9 @@ class SearchProblem:
     cache: bool = True
     memoize_oracle: bool = True
     objective_weights: tuple[float, ...] | None = None
+    # The value an infinite reward from the oracle becomes (``seqtree.oracles.FLOOR``'s value): soft-value backups
+    # take exp(V / alpha) and log-sum-exp over children, where -inf meets -inf and turns into NaN (issue 12)
+    reward_floor: float = -1e3
     # Called with every new point of the anytime curve (progress bars); returning True asks the search to stop
     # at its next iteration boundary, as if a budget were spent (stop reason "interrupted").
     observer: Callable[[CurvePoint], bool | None] | None = None

@@ -194,9 +194,7 @@ def run_remask(
         )
         k_from = torch.full((size,), problem.num_steps - refill, dtype=torch.long, device=device)
         out = engine.advance(children, k_from, torch.full_like(k_from, problem.num_steps))
-        unknown = torch.where(designed, UNKNOWN_STEP, -1).expand(len(out.tokens), -1).clone()
-        zeros = torch.zeros_like(out.step_log_prob)
-        gained = add(_scored(engine, out.tokens, zeros, zeros.clone(), unknown), (archive, population))
+        gained = add(_refilled(engine, out.tokens, designed), (archive, population))
         if gained > best:
             best, last_gain = gained, iterations
         elif p.patience and iterations - last_gain >= p.patience and not engine.meter.exhausted():
@@ -207,6 +205,14 @@ def run_remask(
     result = engine.finish("remask", iterations=iterations, **columns)
     result.extras["restarts"] = restarts
     return result
+
+
+def _refilled(engine: Engine, tokens: Tensor, designed: Tensor):
+    """Scored pool columns of refilled children, which were not sampled along a reverse path: ``UNKNOWN_STEP`` at
+    their designed positions and zero per-step log-probabilities."""
+    unknown = torch.where(designed, UNKNOWN_STEP, -1).expand(len(tokens), -1).clone()
+    zeros = torch.zeros(len(tokens), engine.problem.num_steps, device=tokens.device)
+    return _scored(engine, tokens, zeros, zeros.clone(), unknown)
 
 
 def _scored(engine: Engine, tokens: Tensor, log_prob: Tensor, log_prob_model: Tensor, unmask_step: Tensor):

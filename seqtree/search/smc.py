@@ -27,7 +27,7 @@ from pydantic import Field
 from torch import Tensor
 
 from seqtree.search.budget import Budget
-from seqtree.search.engine import Engine
+from seqtree.search.engine import Engine, PartialState
 from seqtree.search.params import SearchParams, build_params
 from seqtree.search.problem import SearchProblem
 from seqtree.search.result import SearchResult
@@ -92,14 +92,18 @@ def run_smc(
     lpm = torch.zeros(k, problem.num_steps)
     unmask = torch.full((k, problem.length), -1, dtype=torch.long, device=x.device)  # [k, L] step unmasked at
     log_probs = None
+    cut: list[PartialState] = []  # particles that finished the segment the budget ended in
     for segment in range(problem.num_segments):
         if engine.meter.exhausted():
             break
         last = segment == problem.num_segments - 1
         nxt = problem.next_branch_step(step)
         out = engine.advance(x, step, nxt, log_probs0=log_probs, final_log_probs=not last)
-        if out.rows.numel() < k:
-            break  # the budget ended inside the segment
+        if out.rows.numel() < k:  # the budget ended inside the segment
+            done = out.rows
+            cut = [PartialState(out.tokens, out.final_log_probs, lp[done] + out.step_log_prob,
+                                lpm[done] + out.step_log_prob_model, torch.maximum(unmask[done], out.unmask_step))]
+            break
         x, step = out.tokens, nxt
         lp, lpm = lp + out.step_log_prob, lpm + out.step_log_prob_model
         unmask = torch.maximum(unmask, out.unmask_step)
@@ -127,4 +131,6 @@ def run_smc(
             total_log_g, previous = total_log_g[idx], previous[idx]
             running_max, running_sum = running_max[idx], running_sum[idx]
             log_w = torch.zeros(k, dtype=torch.float64)
-    return engine.finish("smc", iterations=0, **engine.empty_columns())
+    # the budget ended mid-pass: no weights (the pass did not reach the target), but the best of what was found
+    partial = engine.partial_designs(PartialState(x, log_probs, lp, lpm, unmask), *cut)
+    return engine.finish("smc", iterations=segment, **partial)

@@ -16,7 +16,7 @@ from pydantic import Field
 from torch import Tensor
 
 from seqtree.search.budget import Budget
-from seqtree.search.engine import Engine
+from seqtree.search.engine import Engine, PartialState
 from seqtree.search.params import SearchParams, build_params
 from seqtree.search.problem import SearchProblem
 from seqtree.search.result import SearchResult
@@ -53,6 +53,7 @@ def run_svdd(
     lpm = torch.zeros(n, problem.num_steps)
     unmask = torch.full((n, problem.length), -1, dtype=torch.long, device=x.device)  # [n, L] step unmasked at
     log_probs = None
+    cut: list[PartialState] = []  # candidates that finished the segment the budget ended in
     for segment in range(problem.num_segments):
         if engine.meter.exhausted():
             break
@@ -63,6 +64,9 @@ def run_svdd(
             x[expand], step[expand], nxt[expand], log_probs0=None if log_probs is None else log_probs[expand],
             final_log_probs=not last,
         )  # fmt: skip
+        parents = expand[out.rows]
+        cut = [PartialState(out.tokens, out.final_log_probs, lp[parents] + out.step_log_prob,
+                            lpm[parents] + out.step_log_prob_model, torch.maximum(unmask[parents], out.unmask_step))]
         if out.rows.numel() < n * m:
             break
         prediction = out.tokens if last else engine.predict_x0(out.tokens, out.final_log_probs)
@@ -81,4 +85,6 @@ def run_svdd(
                 "svdd", tokens=x, rewards=scored.rewards[keep], log_prob=lp, log_prob_model=lpm,
                 unmask_step=unmask, iterations=segment + 1,
             )  # fmt: skip
-    return engine.finish("svdd", **engine.empty_columns())
+    # the budget ended mid-pass: the particles and candidates so far, completed greedily (Engine.partial_designs)
+    partial = engine.partial_designs(PartialState(x, log_probs, lp, lpm, unmask), *cut)
+    return engine.finish("svdd", iterations=segment, **partial)
