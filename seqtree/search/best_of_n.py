@@ -1,9 +1,11 @@
 """Best-of-N: N independent samples of the model, each scored once; the honest baseline of every search.
 
 The samples also estimate the tilted target pi*(x) ~ p(x) exp(r(x) / alpha) by self-normalised importance
-sampling with weights w_i ~ exp(r(x_i) / alpha) (the "best-of-N with weights" of the exactness benchmark; see
-e.g. Singhal et al. 2025, "A General Framework for Inference-time Scaling and Steering of Diffusion Models",
-Sec. 3, the IS baseline). Sampling is ancestral (MDLM Eq. 7) in batches of ``batch_size`` rows.
+sampling with weights w_i ~ exp(r(x_i) / alpha) p(path_i) / q(path_i) (the "best-of-N with weights" of the
+exactness benchmark; see e.g. Singhal et al. 2025, "A General Framework for Inference-time Scaling and Steering of
+Diffusion Models", Sec. 3, the IS baseline). q is the proposal actually sampled (the recipe's temperature, top-k,
+top-p); p the untempered model: without the ratio, a tempered proposal would silently target q(x) exp(r(x) / alpha)
+(issue 12). Sampling is ancestral (MDLM Eq. 7) in batches of ``batch_size`` rows.
 """
 
 from __future__ import annotations
@@ -52,5 +54,8 @@ def run_best_of_n(
         columns["log_prob_model"].append(out.step_log_prob_model[rows])
         columns["unmask_step"].append(out.unmask_step[rows])
     cols = {k: torch.cat(v) for k, v in columns.items()} if columns["tokens"] else engine.empty_columns()
-    weights = torch.softmax(problem.scalarize(cols["rewards"]) / p.alpha, 0) if len(cols["tokens"]) else None
+    weights = None
+    if len(cols["tokens"]):
+        proposal_ratio = (cols["log_prob_model"] - cols["log_prob"]).double().sum(-1)  # log p(path) - log q(path)
+        weights = torch.softmax(problem.scalarize(cols["rewards"]) / p.alpha + proposal_ratio, 0)
     return engine.finish("best_of_n", weights=weights, iterations=done, **cols)

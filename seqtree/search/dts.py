@@ -14,6 +14,12 @@ on a tree whose children are samples of p_theta(x_s | x_t) (DTS Alg. 1):
 - backup: up the path, V(x) = alpha log (1/|C(x)|) sum_{c in C(x)} exp(V(c) / alpha) (the Monte Carlo soft Bellman
   backup over the children, which are i.i.d. draws of p_theta(. | x)).
 
+Proposal correction. The children are drawn from the proposal q actually sampled (the recipe's temperature, top-k,
+top-p), not from p_theta. Every exp(V(c) / alpha) above, in selection, backup and the tree's law, is therefore
+multiplied by the child's segment ratio p_theta(c | x) / q(c | x) (recorded per node; 1 when q = p_theta): the
+backup is the importance-sampling estimate of E_{p_theta} exp(V / alpha) from q's draws and the selection the
+matching importance resampling. Without it the tree targets q(x) exp(r(x) / alpha) (issue 12).
+
 Sampling from the finished tree needs no model call: descend from the root picking children ~ exp(V(c) / alpha);
 :func:`terminal_probabilities` computes the law of that descent exactly for every terminal node, which is
 consistent for pi* as the tree grows. The tree can be saved and resumed (``save_to`` / ``resume_from``): the saved
@@ -63,11 +69,17 @@ class DTSParams(TreeSearchParams):
 
 
 # ------------------------------------------------------------------------------------------- pure functions
-def soft_backup(values: np.ndarray, alpha: float) -> float:
-    """alpha log mean exp(values / alpha) over a node's children (DTS soft Bellman backup), stable."""
-    scaled = values / alpha
+def soft_backup(values: np.ndarray, alpha: float, log_ratio: np.ndarray | None = None) -> float:
+    """alpha log mean exp(values / alpha + log_ratio) over a node's children (DTS soft Bellman backup; ``log_ratio``
+    = log p_theta - log q of each child's segment, the proposal correction), stable."""
+    scaled = values / alpha if log_ratio is None else values / alpha + log_ratio
     top = scaled.max()
     return float(alpha * (top + math.log(np.exp(scaled - top).mean())))
+
+
+def proposal_log_ratio(tree: Tree, nodes: np.ndarray) -> np.ndarray:
+    """log p_theta - log q of the segment that made each node (0 when the proposal is the model), float64."""
+    return tree.log_prob_model[nodes].astype(np.float64) - tree.log_prob[nodes].astype(np.float64)
 
 
 def widen(num_children: int, visits: int, c: float, a: float) -> bool:
@@ -76,10 +88,10 @@ def widen(num_children: int, visits: int, c: float, a: float) -> bool:
 
 
 def boltzmann_child(generator: torch.Generator, alpha: float) -> ChildSelector:
-    """Pick a child with probability ~ exp(V(c) / alpha) (one uniform draw from ``generator``)."""
+    """Pick a child with probability ~ exp(V(c) / alpha) p_theta(c) / q(c) (one uniform draw from ``generator``)."""
 
     def select(tree: Tree, node: int, children: np.ndarray) -> int:
-        logits = tree.soft_value[children] / alpha
+        logits = tree.soft_value[children] / alpha + proposal_log_ratio(tree, children)
         weights = np.exp(logits - logits.max())
         cumulative = np.cumsum(weights)
         u = float(torch.rand((), generator=generator)) * cumulative[-1]
@@ -89,7 +101,8 @@ def boltzmann_child(generator: torch.Generator, alpha: float) -> ChildSelector:
 
 
 def terminal_probabilities(tree: Tree, alpha: float) -> np.ndarray:
-    """Probability of reaching each node [size] by descending from the root with children ~ exp(V(c) / alpha).
+    """Probability of reaching each node [size] by descending from the root with children ~ exp(V(c) / alpha)
+    p_theta(c) / q(c).
 
     Restricted to terminal nodes (and renormalised), this is the law of a sample drawn from the finished tree.
     """
@@ -105,7 +118,7 @@ def terminal_probabilities(tree: Tree, alpha: float) -> np.ndarray:
         if not nodes.size:
             break
         par = parent[nodes]
-        logits = value[nodes] / alpha
+        logits = value[nodes] / alpha + proposal_log_ratio(tree, nodes)
         top = np.full(size, -np.inf)
         np.maximum.at(top, par, logits)
         weights = np.exp(logits - top[par])
@@ -147,7 +160,7 @@ def _backup(engine: Engine, tree: Tree, end: int, alpha: float) -> None:
         children = tree.children(node)
         values = tree.soft_value[children]
         known = ~np.isnan(values)
-        tree.soft_value[node] = soft_backup(values[known], alpha)
+        tree.soft_value[node] = soft_backup(values[known], alpha, proposal_log_ratio(tree, children[known]))
         tree.value[node] = float(np.nanmax(tree.value[children]))
         node = int(tree.parent[node])
 

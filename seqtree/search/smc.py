@@ -11,6 +11,11 @@ intermediate rewards r_t = r(x_hat_0(x_t)), the reward of the denoiser's most li
 - ``sum``:        G_t = exp(lambda sum_{s >= t} r_s)
 - ``none``:       G_t = 1 (plain importance sampling)
 
+The particles move by the proposal q actually sampled (the recipe's temperature, top-k, top-p), so each segment
+also multiplies a particle's weight by p_theta(segment) / q(segment) (FK Eq. 3's transition ratio; 1 when q is
+the model itself); without it the particles would target q(x) exp(r(x) / alpha) (issue 12). The ratio enters the
+weights only, not the potentials' product.
+
 At the end the last potential is chosen so that the product of potentials along every path is exp(lambda r(x_0))
 (FK Eq. 4, the requirement prod_t G_t = exp(lambda r(x_0)) for the target p_theta(x_0) exp(r(x_0) / alpha)); the
 final normalised weights then make the particles a consistent estimate of pi*. Resampling (multinomial or
@@ -106,6 +111,7 @@ def run_smc(
             break
         x, step = out.tokens, nxt
         lp, lpm = lp + out.step_log_prob, lpm + out.step_log_prob_model
+        log_w = log_w + (out.step_log_prob_model - out.step_log_prob).double().sum(-1).cpu()  # p / q of the segment
         unmask = torch.maximum(unmask, out.unmask_step)
         log_probs = out.final_log_probs
         prediction = x if last else engine.predict_x0(x, log_probs)

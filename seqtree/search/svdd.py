@@ -4,7 +4,10 @@
 At each branch point every particle proposes M candidates x_s^(m) ~ p_theta(x_s | x_t) (one segment of reverse
 steps, MDLM Eq. 7), each valued by the soft value estimate v(x_s) = r(x_hat_0(x_s)), the reward of the denoiser's
 prediction of the clean sequence (SVDD-PM, Alg. 1 with the posterior-mean value approximation, Sec. 4.2), and one
-candidate is kept with probability ~ exp(v / alpha) (SVDD Eq. 5-6); alpha = 0 keeps the argmax. At the last
+candidate is kept with probability ~ exp(v / alpha) (SVDD Eq. 5-6); alpha = 0 keeps the argmax (then SVDD is a
+pure optimiser, with no target law). When the candidates come from a tempered or truncated proposal q rather than
+p_theta, the kept candidate is drawn ~ exp(v / alpha) p_theta(candidate) / q(candidate), the importance
+resampling step that keeps the target p_theta(x) exp(r(x) / alpha) (issue 12). At the last
 segment the candidates are clean and valued by their exact reward. The clean-token distribution computed for a
 candidate's value is reused as the first step of its next segment, so a value costs no extra denoiser row.
 """
@@ -28,11 +31,15 @@ class SVDDParams(SearchParams):
     alpha: float = Field(0.0, ge=0, description="selection temperature; 0 keeps the best candidate")
 
 
-def select_candidates(values: Tensor, alpha: float, generator: torch.Generator) -> Tensor:
-    """values [P, M] -> index [P] of the kept candidate per particle: argmax (alpha = 0) or ~ exp(v / alpha)."""
+def select_candidates(
+    values: Tensor, alpha: float, generator: torch.Generator, log_ratio: Tensor | None = None
+) -> Tensor:
+    """values [P, M] -> index [P] of the kept candidate per particle: argmax (alpha = 0) or ~ exp(v / alpha) times
+    p / q (``log_ratio`` [P, M] = log p_theta - log q of each candidate's segment, when the proposal is not p)."""
     if alpha == 0:
         return values.argmax(-1)
-    probs = torch.softmax(values / alpha, -1)
+    logits = values / alpha if log_ratio is None else values / alpha + log_ratio
+    probs = torch.softmax(logits, -1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
@@ -73,7 +80,8 @@ def run_svdd(
         scored = engine.score(prediction)
         if scored.rows.numel() < n * m:
             break
-        choice = select_candidates(scored.scores.view(n, m), p.alpha, generator)
+        ratio = (out.step_log_prob_model - out.step_log_prob).double().sum(-1).cpu()  # log p - log q
+        choice = select_candidates(scored.scores.view(n, m), p.alpha, generator, ratio.view(n, m))
         keep = torch.arange(n) * m + choice
         x, step = out.tokens[keep], nxt
         lp = lp + out.step_log_prob[keep]
