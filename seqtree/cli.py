@@ -239,7 +239,8 @@ def validate(
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a field: key.sub=value")] = None,
 ) -> None:
     """Parse and check a design recipe (fields, oracle, model location, lengths) without running it."""
-    from seqtree.recipe import check_design_recipe, load_design_recipe
+    from seqtree.design import check_design_recipe
+    from seqtree.recipe import load_design_recipe
 
     try:
         parsed = load_design_recipe(recipe, set_ or [])

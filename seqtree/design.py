@@ -134,7 +134,27 @@ def build_budget(recipe: DesignRecipe):
 
 def supports_state(recipe: DesignRecipe) -> bool:
     """Whether the algorithm can save its search state and continue it exactly (a tree with its generator)."""
-    return {"save_to", "resume_from"} <= set(type(recipe.search_params()).model_fields)
+    from seqtree.search import ALGORITHMS
+
+    return ALGORITHMS[recipe.search.algorithm].resumable
+
+
+def check_design_recipe(recipe: DesignRecipe) -> dict[str, str]:
+    """Checks beyond the schema, without running: the oracle builds, the model is found, the design fits it."""
+    import json
+
+    from seqtree.models.loading import resolve_checkpoint
+
+    oracle = build_oracle(recipe)
+    location = resolve_checkpoint(recipe.model.name)
+    if isinstance(location, Path):
+        config = json.loads((location / "config.json").read_text())
+        limit = config.get("max_positions") or config.get("max_position_embeddings")
+        design = recipe.design
+        needed = len(design.scaffold) if design.scaffold is not None else len(design.prompt) + (design.length or 0)
+        if limit and needed > limit:
+            raise ValueError(f"design: {needed} positions do not fit model {recipe.model.name!r} (at most {limit})")
+    return {"oracle": getattr(oracle, "name", type(oracle).__name__), "model": str(location)}
 
 
 def run_design(

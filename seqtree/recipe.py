@@ -11,12 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from seqtree.config import RecipeError, apply_overrides, format_validation_error, read_yaml
+from seqtree.search.registry import ALGORITHMS
 
-ALGORITHM_NAMES = ("mcts", "dts", "dts_star", "svdd", "smc", "beam", "best_of_n", "remask")
-Algorithm = Literal["mcts", "dts", "dts_star", "svdd", "smc", "beam", "best_of_n", "remask"]
 # Parameters the design run sets itself from other sections; a recipe may not set them under search:.
 RUN_OWNED_PARAMS = ("resume_from", "save_to")
 
@@ -58,7 +57,14 @@ class SearchSection(BaseModel):
     """``algorithm`` plus that algorithm's parameters (checked against its own parameter model)."""
 
     model_config = ConfigDict(extra="allow")
-    algorithm: Algorithm = Field("dts_star", description="one of " + ", ".join(ALGORITHM_NAMES))
+    algorithm: str = Field("dts_star", description="one of " + ", ".join(ALGORITHMS))
+
+    @field_validator("algorithm")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        if name not in ALGORITHMS:
+            raise ValueError(f"unknown search algorithm {name!r}; choose one of {', '.join(ALGORITHMS)}")
+        return name
 
     def params(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
@@ -133,7 +139,6 @@ class DesignRecipe(_Strict):
     @model_validator(mode="after")
     def _sections(self) -> DesignRecipe:
         from seqtree.oracles import OracleSpec
-        from seqtree.search import ALGORITHMS
 
         _validate_nested(OracleSpec, self.oracle, "oracle")
         params = self.search.params()
@@ -144,8 +149,6 @@ class DesignRecipe(_Strict):
         return self
 
     def search_params(self):
-        from seqtree.search import ALGORITHMS
-
         return ALGORITHMS[self.search.algorithm].params(**self.search.params())
 
     def oracle_spec(self):
@@ -176,25 +179,6 @@ def validate_design_recipe(data: dict[str, Any], source: str) -> DesignRecipe:
         # A nested section's own message already names its field ("oracle.x" / "search.x"): drop the wrapper.
         message = message.replace("Value error, ", "")
         raise RecipeError(message) from None
-
-
-def check_design_recipe(recipe: DesignRecipe) -> dict[str, str]:
-    """Checks beyond the schema, without running: the oracle builds, the model is found, the design fits it."""
-    import json
-
-    from seqtree.design import build_oracle
-    from seqtree.models.loading import resolve_checkpoint
-
-    oracle = build_oracle(recipe)
-    location = resolve_checkpoint(recipe.model.name)
-    if isinstance(location, Path):
-        config = json.loads((location / "config.json").read_text())
-        limit = config.get("max_positions") or config.get("max_position_embeddings")
-        design = recipe.design
-        needed = len(design.scaffold) if design.scaffold is not None else len(design.prompt) + (design.length or 0)
-        if limit and needed > limit:
-            raise ValueError(f"design: {needed} positions do not fit model {recipe.model.name!r} (at most {limit})")
-    return {"oracle": getattr(oracle, "name", type(oracle).__name__), "model": str(location)}
 
 
 def reference_markdown() -> str:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from inprocess import seqtree_inprocess
 
 from seqtree.config import RecipeError
-from seqtree.recipe import ALGORITHM_NAMES, load_design_recipe, reference_markdown, validate_design_recipe
+from seqtree.recipe import load_design_recipe, reference_markdown, validate_design_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted(p for p in (ROOT / "recipes").glob("*.yaml"))
@@ -177,14 +177,31 @@ def test_broken_recipe_through_cli_exits_2(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_every_algorithm_name_is_accepted():
+def test_every_registered_algorithm_is_accepted_and_no_other(monkeypatch):
     from seqtree.search import ALGORITHMS
+    from seqtree.search.registry import Algorithm
 
-    assert set(ALGORITHM_NAMES) == set(ALGORITHMS)  # the recipe's list names every registered algorithm
-    for name in ALGORITHM_NAMES:
+    for name in ALGORITHMS:  # the registry is the one list: a new algorithm needs no second edit here
         data = _base()
         data["search"] = {"algorithm": name}
         assert validate_design_recipe(data, "x").search.algorithm == name
+    data = _base()
+    data["search"] = {"algorithm": "annealing"}
+    with pytest.raises(RecipeError, match="unknown search algorithm 'annealing'"):
+        validate_design_recipe(data, "x")
+    best_of_n = ALGORITHMS["best_of_n"]
+    monkeypatch.setitem(ALGORITHMS, "annealing", Algorithm("annealing", best_of_n.run, best_of_n.params))
+    assert validate_design_recipe(data, "x").search.algorithm == "annealing"
+
+
+def test_registry_capabilities_match_what_the_algorithms_do():
+    from seqtree.search import ALGORITHMS
+    from seqtree.search.state import ResumableParams
+
+    for spec in ALGORITHMS.values():
+        assert spec.resumable == issubclass(spec.params, ResumableParams), spec.name
+    assert {n for n, a in ALGORITHMS.items() if a.weighted_samples} == {"smc", "best_of_n"}
+    assert {n for n, a in ALGORITHMS.items() if not a.anytime} == {"smc", "svdd", "beam"}
 
 
 # ------------------------------------------------------------------------------------- interrupt and resume

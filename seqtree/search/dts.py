@@ -39,29 +39,26 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from seqtree.search.budget import STOP_ITERATIONS, STOP_STALLED, Budget
+from seqtree.search.budget import Budget
 from seqtree.search.engine import Engine
 from seqtree.search.params import build_params
 from seqtree.search.problem import SearchProblem
 from seqtree.search.result import SearchResult
-from seqtree.search.state import ResumableParams, restore_state, save_state
+from seqtree.search.state import TreeParams, TreeRun
 from seqtree.search.tree import NO_NODE, Tree
 
 # select(tree, node, children) -> child; children are the node's children with a value
 ChildSelector = Callable[[Tree, int, np.ndarray], int]
 
 
-class TreeSearchParams(ResumableParams):
+class TreeSearchParams(TreeParams):
     """Fields shared by DTS and DTS*."""
 
     alpha: float = Field(1.0, gt=0, description="temperature of the target p(x) exp(r(x) / alpha)")
     widening_c: float = Field(2.0, gt=0, description="progressive widening: widen while children < C N^a")
     widening_a: float = Field(0.75, ge=0, le=1, description="progressive widening exponent a")
     leaves_per_iteration: int = Field(1, ge=1, description="leaves selected and rolled out together")
-    max_iterations: int | None = Field(None, ge=0, description="stop after this many iterations (cumulative)")
     num_samples: int = Field(16, ge=1, description="designs returned")
-    tree_capacity: int = Field(1024, ge=1, description="initial node capacity (doubles when full)")
-    patience: int = Field(1000, ge=1, description="stop after this many iterations in a row that cost nothing")
 
 
 class DTSParams(TreeSearchParams):
@@ -173,32 +170,19 @@ def grow_tree(
     select: ChildSelector,
 ) -> tuple[Engine, Tree, int]:
     """The DTS loop (select, expand + rollout into the tree, score, back up) until a limit; shared with DTS*."""
-    if not budget.bounded and p.max_iterations is None:
-        raise ValueError("a tree search needs a bounded budget or max_iterations")
-    engine = Engine(problem, budget, generator)
-    if p.resume_from is not None:
-        tree = Tree.load(p.resume_from)
-        iterations, _ = restore_state(engine, tree, generator)
-    else:
-        tree, iterations = engine.new_tree(p.tree_capacity), 0
-    idle = 0
-    while not engine.meter.exhausted():
-        if p.max_iterations is not None and iterations >= p.max_iterations:
-            engine.meter.halt(STOP_ITERATIONS)
-            break
-        if idle >= p.patience:
-            engine.meter.halt(STOP_STALLED)
-            break
-        spent = (engine.meter.nfe, engine.meter.oracle_calls)
+    run = TreeRun.open("DTS", problem, budget, generator, p)
+    engine, tree = run.engine, run.tree
+    while run.go_on(p):
+        before = run.spent()
         leaves = [_select_path(engine, tree, p, select) for _ in range(p.leaves_per_iteration)]
-        iterations += 1
+        run.iterations += 1
         ends = [node for node, expand in leaves if not expand]
         grow = np.array([node for node, expand in leaves if expand], np.int64)
         if grow.size:
             _, children = engine.expand(tree, grow)
             ends.extend(int(e) for e in engine.rollout_in_tree(tree, children) if e >= 0)
         if not ends:
-            idle += 1
+            run.idle += 1
             continue
         ends_array = np.array(ends, np.int64)
         # A terminal node scored in an earlier iteration changes no value when reached again (its visits were
@@ -207,10 +191,9 @@ def grow_tree(
         known = engine.score_nodes(tree, ends_array)
         for end in ends_array[known & fresh].tolist():
             _backup(engine, tree, end, p.alpha)
-        idle = idle + 1 if spent == (engine.meter.nfe, engine.meter.oracle_calls) else 0
-    if p.save_to is not None:
-        save_state(engine, tree, generator, iterations, p.save_to)
-    return engine, tree, iterations
+        run.count_idle(before)
+    run.close(generator, p)
+    return engine, tree, run.iterations
 
 
 def finish_from_nodes(

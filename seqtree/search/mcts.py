@@ -25,27 +25,24 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from seqtree.search.budget import STOP_ITERATIONS, STOP_STALLED, Budget
+from seqtree.search.budget import STOP_STALLED, Budget
 from seqtree.search.engine import Engine
 from seqtree.search.params import build_params
 from seqtree.search.problem import SearchProblem
 from seqtree.search.result import SearchResult, pareto_mask
-from seqtree.search.state import ResumableParams, restore_state, save_state
+from seqtree.search.state import TreeParams, TreeRun
 from seqtree.search.tree import NO_NODE, Tree
 
 # every scored rollout, kept for designs
 ARCHIVE_COLUMNS = ("tokens", "rewards", "log_prob", "log_prob_model", "unmask_step")
 
 
-class MCTSParams(ResumableParams):
+class MCTSParams(TreeParams):
     num_children: int = Field(4, ge=1, description="K, children sampled per expansion")
     exploration: float = Field(1.0, ge=0, description="c_explore of the PUCT bonus")
     backup: Literal["sum", "mean"] = Field("sum", description="back up the children's summed or mean reward")
     leaves_per_iteration: int = Field(1, ge=1, description="leaves selected per iteration (virtual visits)")
-    max_iterations: int | None = Field(None, ge=0, description="stop after this many iterations")
     num_designs: int = Field(16, ge=1, description="best distinct designs returned (plus the Pareto front)")
-    tree_capacity: int = Field(1024, ge=1, description="initial node capacity (doubles when full)")
-    patience: int = Field(1000, ge=1, description="stop after this many iterations in a row that cost nothing")
 
 
 def puct_scores(tree: Tree, node: int, children: np.ndarray, exploration: float) -> np.ndarray:
@@ -97,28 +94,15 @@ def run_mcts(
     **overrides,
 ) -> SearchResult:
     p = build_params(MCTSParams, params, overrides)
-    if not budget.bounded and p.max_iterations is None:
-        raise ValueError("MCTS needs a bounded budget or max_iterations")
-    engine = Engine(problem, budget, generator)
+    run = TreeRun.open("MCTS", problem, budget, generator, p)
+    engine, tree = run.engine, run.tree
     archive: dict[str, list[torch.Tensor]] = {k: [] for k in ARCHIVE_COLUMNS}
-    iterations = idle = 0
-    if p.resume_from is not None:
-        tree = Tree.load(p.resume_from)
-        iterations, saved = restore_state(engine, tree, generator)
-        for key in ARCHIVE_COLUMNS:
-            if key in saved and len(saved[key]):
-                archive[key].append(saved[key])
-    else:
-        tree = engine.new_tree(p.tree_capacity)
-    while not engine.meter.exhausted():
-        if p.max_iterations is not None and iterations >= p.max_iterations:
-            engine.meter.halt(STOP_ITERATIONS)
-            break
-        if idle >= p.patience:
-            engine.meter.halt(STOP_STALLED)
-            break
-        spent = (engine.meter.nfe, engine.meter.oracle_calls)
-        iterations += 1
+    for key in ARCHIVE_COLUMNS:
+        if key in run.archive and len(run.archive[key]):
+            archive[key].append(run.archive[key])
+    while run.go_on(p):
+        before = run.spent()
+        run.iterations += 1
         leaves = []
         for _ in range(p.leaves_per_iteration):
             node = 0
@@ -141,9 +125,9 @@ def run_mcts(
             for node in np.array(done)[known].tolist():
                 _backup(tree, node, tree.reward[[node]], p.backup)
         if not grow.size:
-            idle = idle + 1 if spent == (engine.meter.nfe, engine.meter.oracle_calls) else 0
+            run.count_idle(before)
             continue
-        idle = 0
+        run.idle = 0
         rows, children = engine.expand(tree, np.repeat(grow, p.num_children))
         if not children.size:
             break
@@ -173,14 +157,12 @@ def run_mcts(
         )
         tree_steps = torch.stack([tree.path_unmask_steps(int(c)) for c in finished])  # [n, L] root -> child
         archive["unmask_step"].append(torch.maximum(out.unmask_step[scored.rows].cpu(), tree_steps))
-    if p.save_to is not None:
-        saved = {k: torch.cat(v) for k, v in archive.items() if v}
-        save_state(engine, tree, generator, iterations, p.save_to, archive=saved)
+    run.close(generator, p, archive={k: torch.cat(v) for k, v in archive.items() if v})
     if not archive["tokens"]:
-        return engine.finish("mcts", iterations=iterations, tree=tree, **engine.empty_columns())
+        return engine.finish("mcts", iterations=run.iterations, tree=tree, **engine.empty_columns())
     cols = {k: torch.cat(v) for k, v in archive.items()}
     keep = _designs_to_keep(engine, cols, p.num_designs)
-    return engine.finish("mcts", iterations=iterations, tree=tree, **{k: v[keep] for k, v in cols.items()})
+    return engine.finish("mcts", iterations=run.iterations, tree=tree, **{k: v[keep] for k, v in cols.items()})
 
 
 def _designs_to_keep(engine: Engine, cols: dict[str, torch.Tensor], count: int) -> torch.Tensor:

@@ -23,21 +23,33 @@ from seqtree.search.svdd import SVDDParams, run_svdd
 
 @dataclass(frozen=True)
 class Algorithm:
-    """``run(problem, budget, *, generator, params=None, **params) -> SearchResult`` and its parameter model."""
+    """``run(problem, budget, *, generator, params=None, **params) -> SearchResult``, its parameter model, and what
+    callers may rely on:
+
+    - ``resumable``: the search state (tree, counters, generator) can be saved and continued exactly
+      (``save_to`` / ``resume_from``; ``seqtree design --resume``);
+    - ``anytime``: it runs until the budget ends and its best so far only improves (the one-pass SMC, SVDD and beam
+      are sized by their parameters instead, and stop when the pass is done);
+    - ``weighted_samples``: its designs carry self-normalised importance weights for p(x) exp(r(x) / alpha).
+    """
 
     name: str
     run: Callable[..., SearchResult]
     params: type[SearchParams]
+    resumable: bool = False
+    anytime: bool = True
+    weighted_samples: bool = False
 
 
+# The one list of algorithms: recipes, the CLI, benchmarks and tests read their names and capabilities from here.
 ALGORITHMS: dict[str, Algorithm] = {
-    "mcts": Algorithm("mcts", run_mcts, MCTSParams),
-    "dts": Algorithm("dts", run_dts, DTSParams),
-    "dts_star": Algorithm("dts_star", run_dts_star, DTSStarParams),
-    "svdd": Algorithm("svdd", run_svdd, SVDDParams),
-    "smc": Algorithm("smc", run_smc, SMCParams),
-    "beam": Algorithm("beam", run_beam, BeamParams),
-    "best_of_n": Algorithm("best_of_n", run_best_of_n, BestOfNParams),
+    "mcts": Algorithm("mcts", run_mcts, MCTSParams, resumable=True),
+    "dts": Algorithm("dts", run_dts, DTSParams, resumable=True),
+    "dts_star": Algorithm("dts_star", run_dts_star, DTSStarParams, resumable=True),
+    "svdd": Algorithm("svdd", run_svdd, SVDDParams, anytime=False),
+    "smc": Algorithm("smc", run_smc, SMCParams, anytime=False, weighted_samples=True),
+    "beam": Algorithm("beam", run_beam, BeamParams, anytime=False),
+    "best_of_n": Algorithm("best_of_n", run_best_of_n, BestOfNParams, weighted_samples=True),
     "remask": Algorithm("remask", run_remask, RemaskParams),
 }
 

@@ -9,12 +9,16 @@ counts) are the same after the resume.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import torch
 from pydantic import Field
 
+from seqtree.search.budget import STOP_ITERATIONS, STOP_STALLED, Budget
 from seqtree.search.engine import Engine
 from seqtree.search.params import SearchParams
+from seqtree.search.problem import SearchProblem
 from seqtree.search.result import CurvePoint
 from seqtree.search.tree import Tree
 
@@ -26,6 +30,64 @@ class ResumableParams(SearchParams):
 
     resume_from: str | None = Field(None, description="a tree file saved by an earlier run to continue from")
     save_to: str | None = Field(None, description="write the tree, counters and generator state here at the end")
+
+
+class TreeParams(ResumableParams):
+    """What every tree search (DTS, DTS*, MCTS) shares: resuming, the iteration cap, the tree's first size and the
+    stall guard."""
+
+    max_iterations: int | None = Field(None, ge=0, description="stop after this many iterations (cumulative)")
+    tree_capacity: int = Field(1024, ge=1, description="initial node capacity (doubles when full)")
+    patience: int = Field(1000, ge=1, description="stop after this many iterations in a row that cost nothing")
+
+
+@dataclass
+class TreeRun:
+    """One tree search's state between iterations: the engine, the tree, the iteration count, the iterations in a
+    row that spent nothing, and the archive an algorithm keeps outside the tree (MCTS's rollouts)."""
+
+    engine: Engine
+    tree: Tree
+    iterations: int = 0
+    idle: int = 0
+    archive: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, name: str, problem: SearchProblem, budget: Budget, generator: torch.Generator, p: TreeParams):
+        """A new tree, or the saved one of ``p.resume_from`` with its counters, curve, memo and generator state."""
+        if not budget.bounded and p.max_iterations is None:
+            raise ValueError(f"{name}: a tree search needs a bounded budget or max_iterations")
+        engine = Engine(problem, budget, generator)
+        if p.resume_from is None:
+            return cls(engine, engine.new_tree(p.tree_capacity))
+        tree = Tree.load(p.resume_from)
+        iterations, archive = restore_state(engine, tree, generator)
+        return cls(engine, tree, iterations, archive=archive)
+
+    def go_on(self, p: TreeParams) -> bool:
+        """True while no budget, the iteration cap or the stall guard stops the search (recording which did)."""
+        meter = self.engine.meter
+        if meter.exhausted():
+            return False
+        if p.max_iterations is not None and self.iterations >= p.max_iterations:
+            meter.halt(STOP_ITERATIONS)
+            return False
+        if self.idle >= p.patience:
+            meter.halt(STOP_STALLED)
+            return False
+        return True
+
+    def spent(self) -> tuple[int, int]:
+        return self.engine.meter.nfe, self.engine.meter.oracle_calls
+
+    def count_idle(self, before: tuple[int, int]) -> None:
+        """After an iteration: one more idle iteration in a row if it spent nothing since ``before``, else none."""
+        self.idle = self.idle + 1 if self.spent() == before else 0
+
+    def close(self, generator: torch.Generator, p: TreeParams, archive: dict[str, torch.Tensor] | None = None) -> None:
+        """Save the run to ``p.save_to`` when asked (the tree, counters, curve, generator state and ``archive``)."""
+        if p.save_to is not None:
+            save_state(self.engine, self.tree, generator, self.iterations, p.save_to, archive=archive)
 
 
 def save_state(
