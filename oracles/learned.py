@@ -68,9 +68,13 @@ class SeqCNN(nn.Module):
         self.head = nn.Linear(2 * config.channels, 1)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Padding is zeroed after every layer, not only the last: a convolution near a sequence's end reads the
+        padded positions, and a layer's bias and GELU make them non-zero, so a score would depend on how long the
+        other sequences of its batch are (issue 12 found amp_classifier's scores moving by up to 2.8 logits)."""
         mask = (tokens != 0).unsqueeze(1)  # [B, 1, L]
-        h = self.convs(self.embed(tokens).transpose(1, 2))  # [B, C, L]
-        h = h.masked_fill(~mask, 0.0)
+        h = self.embed(tokens).transpose(1, 2)  # [B, E, L]; the padding embedding is 0
+        for conv, activation in zip(self.convs[::2], self.convs[1::2]):
+            h = activation(conv(h)).masked_fill(~mask, 0.0)  # [B, C, L]
         mean = h.sum(-1) / mask.sum(-1).clamp(min=1)  # [B, C]
         top = h.masked_fill(~mask, float("-inf")).amax(-1)  # [B, C]
         return self.head(self.dropout(torch.cat([top, mean], dim=-1))).squeeze(-1)  # [B]
