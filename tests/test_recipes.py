@@ -22,14 +22,6 @@ from seqtree.recipe import load_design_recipe, reference_markdown, validate_desi
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted(p for p in (ROOT / "recipes").glob("*.yaml"))
 TINY = ["--set", "budget.nfe=160", "--set", "design.num_designs=4", "--set", "model.num_steps=8"]
-# One-pass algorithms need their whole pass inside the tiny budget to complete any design.
-TINY_PARAMS = {"smc": ["--set", "search.num_particles=8"], "svdd": ["--set", "search.num_particles=2"],
-               "beam": ["--set", "search.beam_width=2"]}  # fmt: skip
-
-
-def _tiny(path: Path) -> list[str]:
-    algorithm = load_design_recipe(path).search.algorithm
-    return TINY + TINY_PARAMS.get(algorithm, [])
 
 
 # The CLI runs in-process (tests/inprocess.py: the same Typer app, exit code and streams, without a fresh
@@ -62,7 +54,7 @@ def test_recipe_runs_end_to_end(path, tmp_path):
     if reason := _needs_extra(path):
         pytest.skip(reason)
     out = tmp_path / "run"
-    result = _seqtree("design", str(path), "--out", str(out), *_tiny(path))
+    result = _seqtree("design", str(path), "--out", str(out), *TINY)  # one-pass algorithms fit it themselves
     assert result.returncode == 0, result.stderr
     recipe = load_design_recipe(path)
     for name in ("recipe.yaml", "designs.csv", "designs.jsonl", "curve.csv", "curve.png", "summary.json"):

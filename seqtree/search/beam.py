@@ -18,23 +18,33 @@ import math
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from seqtree.search.budget import Budget
 from seqtree.search.engine import Engine, PartialState
 from seqtree.search.params import SearchParams, build_params
 from seqtree.search.problem import SearchProblem
 from seqtree.search.result import SearchResult
+from seqtree.search.sizing import one_pass_size
 
 Schedule = Literal["constant", "linear", "exponential"]
 
 
 class BeamParams(SearchParams):
-    beam_width: int = Field(4, ge=1, description="beam width at the first branch point")
+    beam_width: int | None = Field(
+        None, ge=1, description="beam width at the first branch point (default: the widest constant beam one pass "
+        "fits in the budget, else 4)",
+    )
     beam_width_end: int | None = Field(None, ge=1, description="beam width at the last branch point")
     branching: int = Field(4, ge=1, description="children per beam member at the first branch point")
     branching_end: int | None = Field(None, ge=1, description="children per member at the last branch point")
     schedule: Schedule = Field("linear", description="interpolation of width and branching over depth")
+
+    @model_validator(mode="after")
+    def _sized(self) -> BeamParams:
+        if self.beam_width is None and self.beam_width_end is not None:
+            raise ValueError("beam_width_end needs beam_width (a width sized to the budget is constant)")
+        return self
 
 
 def scheduled(start: int, end: int | None, depth: int, num_depths: int, kind: str) -> int:
@@ -72,6 +82,8 @@ def run_beam(
 ) -> SearchResult:
     p = build_params(BeamParams, params, overrides)
     engine = Engine(problem, budget, generator)
+    most_children = max(p.branching, p.branching_end or 0)
+    start_width = one_pass_size(p.beam_width, budget, problem, per_unit=most_children, default=4)
     depths = problem.num_segments
     x = problem.root.unsqueeze(0)
     step = torch.zeros(1, dtype=torch.long, device=x.device)
@@ -84,7 +96,7 @@ def run_beam(
             break
         last = depth == depths - 1
         branching = scheduled(p.branching, p.branching_end, depth, depths, p.schedule)
-        width = scheduled(p.beam_width, p.beam_width_end, depth, depths, p.schedule)
+        width = scheduled(start_width, p.beam_width_end, depth, depths, p.schedule)
         expand = torch.arange(x.shape[0], device=x.device).repeat_interleave(branching)
         nxt = problem.next_branch_step(step)
         out = engine.advance(

@@ -25,6 +25,18 @@ Sampling from the finished tree needs no model call: descend from the root picki
 consistent for pi* as the tree grows. The tree can be saved and resumed (``save_to`` / ``resume_from``): the saved
 file holds the tree, the counters, the curve and the generator state, so a resumed run equals an uninterrupted one.
 
+Departure: growth. The paper grows the tree by the same Boltzmann descent it samples with. Measured on an
+enumerable toy (1,024 sequences, alpha 0.25, TV(p, pi*) = 0.76; 3 seeds), the law of the tree grown that way stays
+far from pi* as compute grows (TV 0.24-0.53 at 8k NFE, 0.30-0.42 at 32k), while the same tree grown by uniform
+descent converges (0.08-0.12 at 8k, 0.05-0.07 at 32k; weighted best-of-N 0.06 and 0.04-0.06). The cause is
+adaptive allocation: a node whose first rollouts were lucky is visited more, widened, and its soft value regresses
+towards the truth, while an unlucky node is rarely visited and keeps its low estimate, so with heavy-tailed
+exp(r / alpha) high-value regions end up underweighted (an optional-stopping bias that vanishes only as every node's
+children grow without bound, at the rate C N^a of its own, value-dependent, visits). With ``growth: uniform`` (the
+default) which nodes widen does not depend on any value, so the tree is a stratified sample of p_theta and its
+Boltzmann law a consistent self-normalised estimate of pi*. ``growth: boltzmann`` keeps the paper's rule; DTS* keeps
+value-guided growth for optimisation, where a biased law does not matter.
+
 Simplifications: several leaves per iteration (``leaves_per_iteration``) are selected one after another with their
 visit counts incremented at selection time (so widening accounts for them) and expanded as one batch; duplicate
 children (the same state drawn twice) are kept as separate i.i.d. draws, which keeps the backup unbiased.
@@ -34,6 +46,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 import torch
@@ -62,7 +75,9 @@ class TreeSearchParams(TreeParams):
 
 
 class DTSParams(TreeSearchParams):
-    pass
+    growth: Literal["uniform", "boltzmann"] = Field(
+        "uniform", description="how a descent picks among children while growing the tree (see the module docstring)"
+    )
 
 
 # ------------------------------------------------------------------------------------------- pure functions
@@ -93,6 +108,15 @@ def boltzmann_child(generator: torch.Generator, alpha: float) -> ChildSelector:
         cumulative = np.cumsum(weights)
         u = float(torch.rand((), generator=generator)) * cumulative[-1]
         return int(children[min(int(np.searchsorted(cumulative, u, side="right")), len(children) - 1)])
+
+    return select
+
+
+def uniform_child(generator: torch.Generator) -> ChildSelector:
+    """Pick a child uniformly (one draw from ``generator``): growth that does not depend on the values."""
+
+    def select(tree: Tree, node: int, children: np.ndarray) -> int:
+        return int(children[min(int(float(torch.rand((), generator=generator)) * len(children)), len(children) - 1)])
 
     return select
 
@@ -237,6 +261,7 @@ def run_dts(
 ) -> SearchResult:
     """DTS: grow the tree until the budget (or ``max_iterations``), then draw ``num_samples`` designs from it."""
     p = build_params(DTSParams, params, overrides)
-    engine, tree, iterations = grow_tree(problem, budget, generator, p, boltzmann_child(generator, p.alpha))
+    grow = uniform_child(generator) if p.growth == "uniform" else boltzmann_child(generator, p.alpha)
+    engine, tree, iterations = grow_tree(problem, budget, generator, p, grow)
     nodes = sample_tree(tree, p.num_samples, p.alpha, generator)
     return finish_from_nodes(engine, tree, nodes, "dts", iterations)

@@ -36,10 +36,13 @@ from seqtree.search.engine import Engine, PartialState
 from seqtree.search.params import SearchParams, build_params
 from seqtree.search.problem import SearchProblem
 from seqtree.search.result import SearchResult
+from seqtree.search.sizing import one_pass_size
 
 
 class SMCParams(SearchParams):
-    num_particles: int = Field(16, ge=1, description="k, the number of particles")
+    num_particles: int | None = Field(
+        None, ge=1, description="k, the number of particles (default: as many as one pass fits in the budget, else 16)"
+    )
     alpha: float = Field(1.0, gt=0, description="temperature of the target p(x) exp(r(x) / alpha)")
     potential: Literal["difference", "max", "sum", "none"] = Field("difference", description="FK potential")
     ess_threshold: float = Field(0.5, ge=0, le=1, description="resample when ESS < threshold * k")
@@ -85,7 +88,7 @@ def run_smc(
     """One SMC pass of k particles; designs are the final particles with their normalised weights."""
     p = build_params(SMCParams, params, overrides)
     engine = Engine(problem, budget, generator)
-    k, lam = p.num_particles, 1.0 / p.alpha
+    k, lam = one_pass_size(p.num_particles, budget, problem, per_unit=1, default=16), 1.0 / p.alpha
     x = problem.root.unsqueeze(0).repeat(k, 1)
     step = torch.zeros(k, dtype=torch.long, device=x.device)
     log_w = torch.zeros(k, dtype=torch.float64)  # weights since the last resampling

@@ -23,10 +23,13 @@ from seqtree.search.engine import Engine, PartialState
 from seqtree.search.params import SearchParams, build_params
 from seqtree.search.problem import SearchProblem
 from seqtree.search.result import SearchResult
+from seqtree.search.sizing import one_pass_size
 
 
 class SVDDParams(SearchParams):
-    num_particles: int = Field(8, ge=1, description="independent particles decoded in parallel")
+    num_particles: int | None = Field(
+        None, ge=1, description="particles decoded in parallel (default: as many as one pass fits the budget, else 8)"
+    )
     num_candidates: int = Field(8, ge=1, description="M, candidates per particle per branch point")
     alpha: float = Field(0.0, ge=0, description="selection temperature; 0 keeps the best candidate")
 
@@ -53,7 +56,8 @@ def run_svdd(
 ) -> SearchResult:
     p = build_params(SVDDParams, params, overrides)
     engine = Engine(problem, budget, generator)
-    n, m = p.num_particles, p.num_candidates
+    m = p.num_candidates
+    n = one_pass_size(p.num_particles, budget, problem, per_unit=m, default=8)
     x = problem.root.unsqueeze(0).repeat(n, 1)
     step = torch.zeros(n, dtype=torch.long, device=x.device)
     lp = torch.zeros(n, problem.num_steps)
