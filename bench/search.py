@@ -1,8 +1,10 @@
 """Benchmarks of the search engine.
 
 - exactness: total variation to the exact tilted law pi*(x) ~ p_anc(x) exp(r(x) / alpha) versus NFE for DTS (the
-  tree's own law, no extra model call), SMC / FK steering (weighted particles) and best-of-N with importance
-  weights, on the enumerable toy of ``tests/test_search.py`` (4^5 sequences, exact denoiser);
+  tree's own law, no extra model call; grown uniformly, the default, and by the paper's Boltzmann descent), SMC / FK
+  steering (weighted particles, sized to the budget) and best-of-N with importance weights, on the enumerable toy of
+  ``tests/test_search.py`` (4^5 sequences, exact denoiser) at alpha 0.25, where TV(p_anc, pi*) = 0.76, from the
+  model itself and from a proposal tempered to 0.7 (corrected by p / q);
 - overhead: wall time of each algorithm beyond the denoiser's own forward time, as a ratio, with a small
   seqtree transformer (random weights; the engine's work does not depend on the weights) at L=128 on CPU;
 - memory: bytes per node of a tree at L=256 filled to ``max_nodes`` nodes.
@@ -11,6 +13,7 @@ Writes ``exactness.csv/png``, ``overhead.csv`` and ``memory.csv`` under the outp
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -29,7 +32,7 @@ def _toy():
     from seqtree.models.tokenizers import dna_tokenizer
     from seqtree.search import SearchProblem
 
-    num_states, length, steps, alpha = 4, 5, 6, 0.5
+    num_states, length, steps, alpha = 4, 5, 6, 0.25
     g = torch.Generator().manual_seed(0)
     denoiser = fakes.ExactJointDenoiser(fakes.random_joint(num_states, length, g), num_states, length)
     diffusion = denoiser.diffusion()
@@ -45,7 +48,7 @@ def _toy():
 
 
 def exactness(out: Path, quick: bool) -> pd.DataFrame:
-    from seqtree.search import Budget, run_best_of_n, run_dts, run_smc, terminal_probabilities
+    from seqtree.search import Budget, run_best_of_n, run_dts, run_smc
 
     fakes, problem, denoiser, target, alpha = _toy()
     size = target.numel()
@@ -55,27 +58,37 @@ def exactness(out: Path, quick: bool) -> pd.DataFrame:
         return fakes.total_variation(fakes.empirical_distribution(denoiser.index_of(tokens), size, w), target)
 
     rows = []
-    scales = [64, 256, 1024, 4096] if quick else [64, 128, 256, 512, 1024, 2048, 4096, 8192]
-    for seed in range(1 if quick else 3):
-        for n in scales:
-            g = torch.Generator().manual_seed(seed)
-            r = run_dts(
-                problem, Budget(), generator=g, max_iterations=max(1, n // 8), leaves_per_iteration=8, alpha=alpha
-            )
-            tree = r.tree
-            term = np.nonzero(tree.terminal[: tree.size])[0]
-            prob = torch.from_numpy(terminal_probabilities(tree, alpha)[term])
-            rows.append(("dts", seed, n, r.nfe, r.oracle_calls, tv(tree.token_tensor(term), prob)))
-            g = torch.Generator().manual_seed(seed)
-            r = run_smc(problem, Budget(), generator=g, num_particles=n, alpha=alpha, ess_threshold=0.9)
-            rows.append(("smc", seed, n, r.nfe, r.oracle_calls, tv(r.designs.tokens, r.designs.weights)))
-            g = torch.Generator().manual_seed(seed)
-            r = run_best_of_n(problem, Budget(), generator=g, num_samples=n, batch_size=1024, alpha=alpha)
-            rows.append(("best_of_n", seed, n, r.nfe, r.oracle_calls, tv(r.designs.tokens, r.designs.weights)))
-    table = pd.DataFrame(rows, columns=["algorithm", "seed", "scale", "nfe", "oracle_calls", "tv"])
+    budgets = [2000, 8000] if quick else [2000, 8000, 32000, 64000]
+    runs = {
+        "dts": lambda problem, budget, g: _tree_law(run_dts(problem, budget, generator=g, leaves_per_iteration=8,
+                                                            alpha=alpha).tree, alpha),
+        "dts (boltzmann growth)": lambda problem, budget, g: _tree_law(run_dts(
+            problem, budget, generator=g, leaves_per_iteration=8, alpha=alpha, growth="boltzmann").tree, alpha),
+        "smc": lambda problem, budget, g: run_smc(problem, budget, generator=g, alpha=alpha),
+        "best_of_n": lambda problem, budget, g: run_best_of_n(problem, budget, generator=g, num_samples=10**7,
+                                                              batch_size=512, alpha=alpha),
+    }  # fmt: skip
+    for temperature in (1.0, 0.7):
+        tempered = dataclasses.replace(problem, temperature=temperature)
+        for seed in range(1 if quick else 3):
+            for nfe in budgets:
+                for name, run in runs.items():
+                    result = run(tempered, Budget(nfe=nfe), torch.Generator().manual_seed(seed))
+                    tokens, weights = result if isinstance(result, tuple) else (result.designs.tokens,
+                                                                                 result.designs.weights)  # fmt: skip
+                    rows.append((name, temperature, seed, nfe, tv(tokens, weights)))
+    table = pd.DataFrame(rows, columns=["algorithm", "temperature", "seed", "nfe", "tv"])
     table.to_csv(out / "exactness.csv", index=False)
     _plot_exactness(table, out / "exactness.png")
     return table
+
+
+def _tree_law(tree, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The terminal nodes of a DTS tree and the probability of drawing each from it (no model call)."""
+    from seqtree.search import terminal_probabilities
+
+    terminal = np.nonzero(tree.terminal[: tree.size])[0]
+    return tree.token_tensor(terminal), torch.from_numpy(terminal_probabilities(tree, alpha)[terminal])
 
 
 def _plot_exactness(table: pd.DataFrame, path: Path) -> None:
@@ -84,16 +97,17 @@ def _plot_exactness(table: pd.DataFrame, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    for name, group in table.groupby("algorithm"):
-        mean = group.groupby("scale")[["nfe", "tv"]].mean()
-        ax.plot(mean["nfe"], mean["tv"], marker="o", label=name)
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for (name, temperature), group in table.groupby(["algorithm", "temperature"]):
+        mean = group.groupby("nfe")["tv"].mean()
+        style = "-" if temperature == 1.0 else "--"
+        ax.plot(mean.index, mean.values, style, marker="o", label=f"{name}, T={temperature:g}")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("NFE (denoiser rows)")
     ax.set_ylabel("TV to pi* (exact)")
-    ax.set_title("Exactness on the 4^5 toy (alpha = 0.5)")
-    ax.legend()
+    ax.set_title("Exactness on the 4^5 toy (alpha = 0.25)")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -187,7 +201,7 @@ def run(out: Path, *, quick: bool = False, max_nodes: int = 1_000_000, only: str
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         if only in (None, "exactness"):
             table = exactness(out, quick)
-            print(table.groupby(["algorithm", "scale"])[["nfe", "oracle_calls", "tv"]].mean().round(4))
+            print(table.groupby(["algorithm", "temperature", "nfe"])["tv"].mean().round(4))
         if only in (None, "memory"):
             print(memory(out, 100_000 if quick else max_nodes))
         if only in (None, "overhead"):

@@ -110,8 +110,11 @@ def load_model(name_or_path: str | Path, *, trust_remote_code: bool = False, dev
         length_counts = getattr(config, "length_counts", None)
     else:
         tokenizer = HFTokenizer(str(location), trust_remote_code=trust_remote_code)
+        # A tokenizer without a pad token pads with its mask id; hiding that id from attention would hide every
+        # masked position, so the adapter then hides only the model config's own pad id, if any.
+        hidden = tokenizer.pad_id if tokenizer.pad_id != tokenizer.mask_id else None
         denoiser = HFMaskedLMDenoiser.from_pretrained(
-            str(location), pad_id=tokenizer.pad_id, trust_remote_code=trust_remote_code
+            str(location), pad_id=hidden, trust_remote_code=trust_remote_code
         )
         schedule = make_schedule("loglinear")
         max_length = getattr(denoiser.config, "max_position_embeddings", None)

@@ -112,6 +112,27 @@ def test_hf_adapter_matches_wrapped_model(tiny_bert_dir):
     torch.testing.assert_close(adapter(tokens, torch.zeros(1)), wrapped(input_ids=tokens).logits)
 
 
+def test_a_tokenizer_without_a_pad_token_does_not_hide_masked_positions(tiny_bert_dir, tmp_path):
+    """Without a pad token the tokenizer pads with its mask id; the adapter must not then hide [MASK] from attention
+    (it did: logits 2.6e-3 off the wrapped model's on a row without any padding)."""
+    import shutil
+
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    folder = tmp_path / "bert-no-pad"
+    shutil.copytree(tiny_bert_dir, folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.pad_token = None
+    tokenizer.save_pretrained(folder)
+    model = load_model(folder)
+    assert model.tokenizer.pad_id == model.tokenizer.mask_id  # the fallback this test is about
+    mask = model.tokenizer.mask_id
+    tokens = torch.tensor([[2, mask, 5, mask, 3]])
+    wrapped = AutoModelForMaskedLM.from_pretrained(folder).eval()
+    torch.testing.assert_close(model.denoiser(tokens, torch.ones(1)), wrapped(input_ids=tokens).logits,
+                               atol=PADDING_ATOL, rtol=0)  # fmt: skip
+
+
 def test_missing_model_folder_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no config.json"):
         load_model(tmp_path)
