@@ -317,15 +317,29 @@ def test_smc_estimates_the_tilted_mean_reward_over_seeds_from_a_tempered_proposa
 
 
 # -------------------------------------------------------------------------------------------- optimisation
-def test_dts_star_finds_the_argmax(toy):
-    result = run_dts_star(toy.problem(), Budget(nfe=3000), generator=gen(), leaves_per_iteration=4)
-    assert result.designs.sequences[0] == toy.argmax_sequence()
-    assert result.best_reward == 3.0
+# At 600 NFE best-of-N draws 100 samples and finds the argmax (p_anc = 0.0049) with probability 1 - (1 - p)^100 =
+# 0.389: an algorithm no better than sampling reaches k of 20 seeds as Bin(20, 0.389).
+ARGMAX_NFE, ARGMAX_SEEDS = 600, 20
 
 
-def test_mcts_finds_the_argmax(toy):
-    result = run_mcts(toy.problem(), Budget(nfe=3000), generator=gen(), num_children=16)
-    assert result.designs.sequences[0] == toy.argmax_sequence()
+def argmax_hits(run, toy: Toy, **params) -> int:
+    return sum(run(toy.problem(), Budget(nfe=ARGMAX_NFE), generator=gen(seed), **params).best_reward == 3.0
+               for seed in range(ARGMAX_SEEDS))  # fmt: skip
+
+
+def test_mcts_finds_the_argmax_more_often_than_sampling(toy):
+    """Measured 15 of 20. The threshold 13: P(Bin(20, 0.389) >= 13) = 0.016 for a search no better than best-of-N,
+    and P(Bin(20, 0.75) < 13) = 0.10 at the measured rate (these seeds are fixed: the test is deterministic; the
+    binomials say how much it can tell)."""
+    assert argmax_hits(run_mcts, toy, num_children=16) >= 13
+
+
+def test_dts_star_finds_the_argmax_at_about_the_rate_of_sampling(toy):
+    """DTS* (greedy) measured 8 of 20 here, best-of-N's own rate (0.389; 10 of 20 at 1,200 NFE where best-of-N has
+    0.627): on this small toy its tree does not beat sampling, and this test claims only that it optimises at all.
+    The threshold 4: P(Bin(20, 0.389) < 4) = 0.020, while a search that never completes or never backs up a reward
+    finds the argmax far less often (it is 1 sequence of 1,024)."""
+    assert argmax_hits(run_dts_star, toy, leaves_per_iteration=4) >= 4
 
 
 def test_best_of_n_returns_the_best_of_exactly_n_samples(toy):
