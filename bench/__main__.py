@@ -29,6 +29,11 @@ def main(argv: list[str] | None = None) -> None:
     recipes.add_argument("--out", type=Path, required=True)
     recipes.add_argument("recipes", nargs="*", type=Path, help="recipe files (default: recipes/*.yaml)")
     recipes.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    recipes.add_argument(
+        "--against-sampling", action="store_true",
+        help="each recipe's search against best-of-N at its NFE budget over --seeds seeds",
+    )  # fmt: skip
+    recipes.add_argument("--seeds", type=int, default=5, help="seeds of --against-sampling (default 5)")
     sub.add_parser("oracles", help="oracle throughput (seqtree.oracles.bench)")
     ehrlich = sub.add_parser("ehrlich", help="Ehrlich holo benchmark: every algorithm at equal NFE, holo's GA")
     ehrlich.add_argument("--out", type=Path, required=True, help="directory for ehrlich.csv, curves and plot")
@@ -111,9 +116,14 @@ def main(argv: list[str] | None = None) -> None:
 
         sampling_main(rest)
     elif args.command == "recipes":
+        from bench.recipes import against_sampling
         from bench.recipes import run as run_recipes
 
-        run_recipes(args.out, args.recipes or sorted(Path("recipes").glob("*.yaml")))
+        paths = args.recipes or sorted(Path("recipes").glob("*.yaml"))
+        if args.against_sampling:
+            against_sampling(args.out, paths, args.seeds)
+        else:
+            run_recipes(args.out, paths)
     elif args.command == "oracles":
         from seqtree.oracles.bench import main as oracles_main
 
