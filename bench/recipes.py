@@ -38,10 +38,15 @@ def run(out: Path, recipes: list[Path]) -> pd.DataFrame:
             "engine_share": split["engine_seconds"] / total,
         })  # fmt: skip
         print(rows[-1], flush=True)
+    return _write_table(rows, out / "recipes.csv", "%.3g")
+
+
+def _write_table(rows: list[dict], path: Path, float_format: str) -> pd.DataFrame:
+    """The rows as a table, written to ``path`` (CSV) and printed."""
     table = pd.DataFrame(rows)
-    out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "recipes.csv", index=False)
-    print(table.to_string(index=False, float_format="%.3g"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path, index=False)
+    print(table.to_string(index=False, float_format=float_format))
     return table
 
 
@@ -67,11 +72,7 @@ def against_sampling(out: Path, recipes: list[Path], seeds: int) -> pd.DataFrame
                 runs[arm].append(run.result.curve_dataframe()[["nfe", "best_reward"]])
         rows.append(_compare(path.name, shipped.search.algorithm, int(shipped.budget.nfe), runs))
         print(rows[-1], flush=True)
-    table = pd.DataFrame(rows)
-    out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "against_sampling.csv", index=False)
-    print(table.to_string(index=False, float_format="%.4g"))
-    return table
+    return _write_table(rows, out / "against_sampling.csv", "%.4g")
 
 
 def _compare(recipe: str, algorithm: str, nfe: int, runs: dict[str, list[pd.DataFrame]]) -> dict:
