@@ -4,6 +4,7 @@
 ``python -m bench sampling --out DIR``           sampling and training throughput of the shipped checkpoints
 ``python -m bench recipes --out DIR``            wall time of every shipped recipe, split by component
 ``python -m bench oracles [--n 1000]``           oracle throughput with and without the cache
+``python -m bench device --device cuda``         raw forward rows/s (fp32, bf16) against every algorithm's NFE/s
 ``python -m bench ehrlich --out DIR [--quick]``  Ehrlich holo benchmark: all algorithms at equal NFE, holo's GA
     (``--ga-sweep``: its tuned settings), ``--finetune``: search + fine-tuning rounds
 """
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     recipes.add_argument("--seeds", type=int, default=5, help="seeds of --against-sampling (default 5)")
     sub.add_parser("oracles", help="oracle throughput (seqtree.oracles.bench)")
+    sub.add_parser("device", help="raw forward rate against every algorithm's NFE/s on a device (bench.device)")
     ehrlich = sub.add_parser("ehrlich", help="Ehrlich holo benchmark: every algorithm at equal NFE, holo's GA")
     ehrlich.add_argument("--out", type=Path, required=True, help="directory for ehrlich.csv, curves and plot")
     ehrlich.add_argument(
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
         help="run nothing: merge the results of earlier runs (e.g. one per instance) into --out",
     )
     args, rest = parser.parse_known_args(argv)  # sampling and oracles pass their own options through
-    if rest and args.command not in ("sampling", "oracles"):
+    if rest and args.command not in ("sampling", "oracles", "device"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
@@ -124,6 +126,10 @@ def main(argv: list[str] | None = None) -> None:
             against_sampling(args.out, paths, args.seeds)
         else:
             run_recipes(args.out, paths)
+    elif args.command == "device":
+        from bench.device import main as device_main
+
+        device_main(rest)
     elif args.command == "oracles":
         from seqtree.oracles.bench import main as oracles_main
 

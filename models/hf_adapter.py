@@ -8,7 +8,6 @@ al. 2024). DPLM (Wang et al. 2024) and EvoDiff use ESM-2 this way. The adapter o
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 
@@ -41,5 +40,4 @@ class HFMaskedLMDenoiser(nn.Module):
     def forward(self, tokens: Tensor, t: Tensor | None = None) -> Tensor:
         del t
         attention_mask = None if self.pad_id is None else (tokens != self.pad_id).long()
-        with torch.autocast(device_type=tokens.device.type, enabled=False):
-            return self.model(input_ids=tokens, attention_mask=attention_mask).logits
+        return self.model(input_ids=tokens, attention_mask=attention_mask).logits

@@ -20,6 +20,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel
 from transformers.utils import logging as transformers_logging
 
+from seqtree.device import Precision, check_precision, resolve_device, with_precision
 from seqtree.diffusion import MaskedDiffusion
 from seqtree.models.dilated_cnn import DilatedCNN, DilatedCNNConfig
 from seqtree.models.hf_adapter import HFMaskedLMDenoiser
@@ -53,6 +54,18 @@ class LoadedModel:
     max_length: int | None  # longest sequence the backbone accepts (None: no limit known)
     domain: str | None  # dna, protein, smiles, text, or None when unknown
     length_counts: list[int] | None = None  # counts[n]: training sequences of n tokens (seqtree checkpoints)
+    precision: Precision = "fp32"  # autocast of inference forward passes (training sets its own)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the denoiser's weights are (roots, generators and samples go there too)."""
+        parameter = next(self.denoiser.parameters(), None)
+        return parameter.device if parameter is not None else torch.device("cpu")
+
+    @property
+    def inference_denoiser(self) -> nn.Module:
+        """The denoiser as search and sampling call it: under autocast at ``precision`` (float32 logits)."""
+        return with_precision(self.denoiser, self.precision)
 
     def sample_lengths(self, num: int, generator: torch.Generator | None = None) -> list[int]:
         """Design lengths drawn from the training length distribution (the full row when it is unknown)."""
@@ -97,8 +110,18 @@ def _is_seqtree_folder(path: Path | str) -> bool:
     return model_type in BACKBONES and (path / TOKENIZER_FILE).is_file()
 
 
-def load_model(name_or_path: str | Path, *, trust_remote_code: bool = False, device: str = "cpu") -> LoadedModel:
-    """Load denoiser, tokenizer and diffusion process; the denoiser is in eval mode on ``device``."""
+def load_model(
+    name_or_path: str | Path,
+    *,
+    trust_remote_code: bool = False,
+    device: str | torch.device = "cpu",
+    precision: Precision = "fp32",
+) -> LoadedModel:
+    """Load denoiser, tokenizer and diffusion process; the denoiser is in eval mode on ``device`` (a name
+    :func:`seqtree.device.resolve_device` accepts: ``auto``, ``cpu``, ``cuda:N``, ...) and searches and samples
+    under autocast at ``precision``."""
+    device = resolve_device(str(device)) if not isinstance(device, torch.device) else device
+    check_precision(precision, device)
     location = resolve_checkpoint(name_or_path)
     if _is_seqtree_folder(location):
         denoiser = AutoModel.from_pretrained(location)
@@ -113,9 +136,7 @@ def load_model(name_or_path: str | Path, *, trust_remote_code: bool = False, dev
         # A tokenizer without a pad token pads with its mask id; hiding that id from attention would hide every
         # masked position, so the adapter then hides only the model config's own pad id, if any.
         hidden = tokenizer.pad_id if tokenizer.pad_id != tokenizer.mask_id else None
-        denoiser = HFMaskedLMDenoiser.from_pretrained(
-            str(location), pad_id=hidden, trust_remote_code=trust_remote_code
-        )
+        denoiser = HFMaskedLMDenoiser.from_pretrained(str(location), pad_id=hidden, trust_remote_code=trust_remote_code)
         schedule = make_schedule("loglinear")
         max_length = getattr(denoiser.config, "max_position_embeddings", None)
         domain = None
@@ -123,4 +144,4 @@ def load_model(name_or_path: str | Path, *, trust_remote_code: bool = False, dev
     vocab_size = max(tokenizer.vocab_size, int(denoiser.config.vocab_size))
     diffusion = MaskedDiffusion.for_tokenizer(tokenizer, schedule=schedule, vocab_size=vocab_size)
     denoiser.to(device).eval()
-    return LoadedModel(denoiser, tokenizer, diffusion, str(name_or_path), max_length, domain, length_counts)
+    return LoadedModel(denoiser, tokenizer, diffusion, str(name_or_path), max_length, domain, length_counts, precision)

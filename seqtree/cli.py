@@ -40,6 +40,27 @@ def _is_interactive() -> bool:
     return sys.stderr.isatty()
 
 
+def _is_rank_zero() -> bool:
+    """False in the other processes of a DDP run (Lightning's launcher, torchrun, SLURM)."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+DeviceOption = Annotated[
+    str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps (sets model.device; default: the recipe's)")
+]
+PrecisionOption = Annotated[
+    str | None, typer.Option(help="fp32, bf16 or fp16 autocast of the denoiser (sets model.precision)")
+]
+
+
+def _device_overrides(set_: list[str] | None, device: str | None, precision: str | None) -> list[str]:
+    """``--set`` overrides with ``--device`` / ``--precision`` folded in as model.device / model.precision."""
+    extra = [f"model.{key}={value}" for key, value in (("device", device), ("precision", precision)) if value]
+    return [*(set_ or []), *extra]
+
+
 @app.command(
     epilog="Example: seqtree train recipes/train/protein-tiny.yaml --set training.max_steps=200",
 )
@@ -65,6 +86,8 @@ def train(
         )
     except (RecipeError, FileNotFoundError, FileExistsError, TokenizationError, ValueError) as error:
         _fail(str(error))
+    if not _is_rank_zero():  # DDP: every process returns the summary; one prints it
+        return
     typer.echo(
         f"exported {summary.export_dir}: val {summary.val_bits_per_token:.4f} bits/token "
         f"(unigram baseline {summary.unigram_bits_per_token:.4f}), {summary.steps} steps in {summary.seconds:.0f} s"
@@ -89,10 +112,11 @@ def sample(
     top_p: Annotated[float | None, typer.Option(min=0.0, max=1.0)] = None,
     seed: int = 0,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps")] = "auto",
+    precision: Annotated[str, typer.Option(help="fp32, bf16 or fp16 autocast of the denoiser")] = "fp32",
 ) -> None:
     """Sample sequences from a model, one per line (FASTA-style header with the model log-probability)."""
-    import torch
-
+    from seqtree.device import DeviceError, check_precision, host_generator, make_generator, resolve_device
     from seqtree.generate import initial_tokens, roots_of_lengths, sample_sequences
     from seqtree.models.loading import load_model
     from seqtree.models.tokenizers import TokenizationError
@@ -100,9 +124,17 @@ def sample(
 
     if sampler not in SAMPLERS:
         _fail(f"--sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
-    generator = torch.Generator().manual_seed(seed)
     try:
-        loaded = load_model(model)
+        where = resolve_device(device)
+    except DeviceError as error:
+        _fail(f"--device: {error}")
+    try:
+        check_precision(precision, where)
+    except DeviceError as error:
+        _fail(f"--precision: {error}")
+    generator = make_generator(seed, where)
+    try:
+        loaded = load_model(model, device=where, precision=precision)
         row = loaded.max_length
         if scaffold is not None:
             root = initial_tokens(loaded.tokenizer, scaffold=scaffold, row_length=row)
@@ -110,7 +142,7 @@ def sample(
             root = initial_tokens(loaded.tokenizer, prompt=prompt, length=length, row_length=row)
         else:  # lengths from the training data, less the prompt
             used = len(loaded.tokenizer.encode(prompt))
-            lengths = [max(1, n - used) for n in loaded.sample_lengths(num, generator)]
+            lengths = [max(1, n - used) for n in loaded.sample_lengths(num, host_generator(generator))]
             root = roots_of_lengths(loaded.tokenizer, lengths, prompt, row)
     except (FileNotFoundError, TokenizationError, ValueError) as error:
         _fail(str(error))
@@ -129,7 +161,8 @@ def sample(
         "Examples:\n\n"
         "  seqtree design recipes/protein.yaml\n\n"
         "  seqtree design recipes/protein.yaml --set search.algorithm=dts --set budget.nfe=4000 --out runs/p2\n\n"
-        "  seqtree design --resume runs/protein"
+        "  seqtree design --resume runs/protein\n\n"
+        "  seqtree design recipes/protein.yaml --seeds 0-7 --workers 4 --out runs/protein-fleet"
     ),
 )
 def design(
@@ -138,19 +171,33 @@ def design(
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a field: key.sub=value")] = None,
     resume: Annotated[Path | None, typer.Option(help="continue the run in this directory")] = None,
     progress: Annotated[bool | None, typer.Option(help="progress bar (default: only on a terminal)")] = None,
+    device: DeviceOption = None,
+    precision: PrecisionOption = None,
+    seeds: Annotated[str | None, typer.Option(help="a fleet: run once per seed (0-7, 0,3,5 or 0-3,8)")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="seeds at once: 1 here, more on Ray or processes")] = None,
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster to run the seeds on (default: local)")] = None,
 ) -> None:
-    """Search for high-reward sequences as a recipe says; write designs, curve, plots and a summary."""
+    """Search for high-reward sequences as a recipe says; write designs, curve, plots and a summary. With --seeds,
+    one run per seed under RUN_DIR/seed-<s>/ plus merged designs, curve and summary."""
     from seqtree.design import StopFlag, run_design, stop_on_signals
+    from seqtree.fleet import is_fleet_dir, parse_seeds, run_fleet
     from seqtree.models.tokenizers import TokenizationError
 
+    set_ = _device_overrides(set_, device, precision)
+    fleet = seeds is not None or (resume is not None and is_fleet_dir(resume))
+    if not fleet and (workers is not None or ray_address is not None):
+        _fail("--workers and --ray-address run a fleet of seeds: give --seeds too")
     try:
         parsed, out = _recipe_or_resume(recipe, resume, set_, out)
         with stop_on_signals(StopFlag()) as flag:
-            run = run_design(
-                parsed, out=out, resume=resume is not None,
-                progress=_is_interactive() if progress is None else progress, stop=flag,
-                log=lambda line: typer.echo(line, err=True),
-            )  # fmt: skip
+            common = {"out": out, "resume": resume is not None, "stop": flag,
+                      "progress": _is_interactive() if progress is None else progress,
+                      "log": lambda line: typer.echo(line, err=True)}  # fmt: skip
+            if fleet:
+                run = run_fleet(parsed, seeds=None if seeds is None else parse_seeds(seeds), workers=workers,
+                                ray_address=ray_address, **common)  # fmt: skip
+            else:
+                run = run_design(parsed, **common)
     except (RecipeError, FileNotFoundError, FileExistsError, TokenizationError, ValueError) as error:
         _fail(str(error))
     summary = run.summary
@@ -183,6 +230,8 @@ def finetune(
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a field: key.sub=value")] = None,
     resume: Annotated[Path | None, typer.Option(help="continue the fine-tuning run in this directory")] = None,
     progress: Annotated[bool | None, typer.Option(help="progress bars (default: only on a terminal)")] = None,
+    device: DeviceOption = None,
+    precision: PrecisionOption = None,
 ) -> None:
     """Fine-tune the recipe's model on what search finds (TR2-D2): search -> replay buffer -> WDCE, round after
     round; writes per-round designs and checkpoints, metrics.csv, finetune.png and a summary."""
@@ -191,6 +240,7 @@ def finetune(
     from seqtree.finetune import run_finetune
     from seqtree.models.tokenizers import TokenizationError
 
+    set_ = _device_overrides(set_, device, precision)
     try:
         parsed, out = _recipe_or_resume(recipe, resume, set_, out)
         if resume is None and out is None and parsed.output.dir is None:
@@ -204,6 +254,8 @@ def finetune(
     except (RecipeError, BufferError, FileNotFoundError, FileExistsError, TokenizationError, ValueError) as error:
         _fail(str(error))
     summary = run.summary
+    if not _is_rank_zero():  # DDP: every process returns rank 0's summary; one prints it
+        raise typer.Exit(130 if summary["interrupted"] else 0)
     typer.echo(
         f"{run.run_dir}: {summary['rounds_done']} of {summary['rounds']} rounds, best reward "
         f"{summary['best_reward']:.4g}, samples mean {summary['final_eval_reward_mean']:.4g}, {summary['nfe']} NFE, "
@@ -247,7 +299,10 @@ def validate(
         notes = check_design_recipe(parsed)
     except (RecipeError, FileNotFoundError, ValueError) as error:
         _fail(str(error))
-    typer.echo(f"{recipe}: valid ({parsed.search.algorithm}, oracle {notes['oracle']}, model {notes['model']})")
+    typer.echo(
+        f"{recipe}: valid ({parsed.search.algorithm}, oracle {notes['oracle']}, model {notes['model']}, "
+        f"device {notes['device']})"
+    )
 
 
 @oracles_app.command("list")

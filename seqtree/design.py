@@ -22,6 +22,7 @@ import torch
 import yaml
 
 from seqtree import rundir
+from seqtree.device import make_generator
 from seqtree.recipe import DesignRecipe, validate_design_recipe
 
 INTERRUPTED = "interrupted"
@@ -53,11 +54,12 @@ class StopFlag:
 
 
 @contextmanager
-def stop_on_signals(flag: StopFlag):
-    """SIGINT / SIGTERM set ``flag`` instead of killing the process; a second SIGINT interrupts for real."""
+def stop_on_signals(flag: StopFlag, *, second_sigint_interrupts: bool = True):
+    """SIGINT / SIGTERM set ``flag`` instead of killing the process; a second SIGINT interrupts for real, unless
+    ``second_sigint_interrupts`` is False (a fleet's worker, whose hard stop belongs to the driver)."""
 
     def handler(signum, frame):
-        if flag.requested and signum == signal.SIGINT:
+        if second_sigint_interrupts and flag.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         flag.requested = True
         flag.signal_name = signal.Signals(signum).name
@@ -120,7 +122,8 @@ def build_problem(recipe: DesignRecipe, model, oracle, root: torch.Tensor, obser
 
     m = recipe.model
     return SearchProblem(
-        denoiser=model.denoiser, diffusion=model.diffusion, tokenizer=model.tokenizer, oracle=oracle, root=root,
+        denoiser=model.inference_denoiser, diffusion=model.diffusion, tokenizer=model.tokenizer, oracle=oracle,
+        root=root,
         num_steps=m.num_steps, branch_every=m.branch_every, temperature=m.temperature, top_k=m.top_k, top_p=m.top_p,
         cache=m.cache, observer=observer, reward_floor=float(getattr(oracle, "floor", SearchProblem.reward_floor)),
     )  # fmt: skip
@@ -139,12 +142,31 @@ def supports_state(recipe: DesignRecipe) -> bool:
     return ALGORITHMS[recipe.search.algorithm].resumable
 
 
+def model_device(recipe: DesignRecipe) -> torch.device:
+    """The device ``model.device`` names, present on this machine, and a precision it runs; else a RecipeError
+    naming the field (before any compute or file is spent)."""
+    from seqtree.config import RecipeError
+    from seqtree.device import DeviceError, check_precision, resolve_device
+
+    try:
+        device = resolve_device(recipe.model.device)
+    except DeviceError as error:
+        raise RecipeError(f"model.device: {error}") from None
+    try:
+        check_precision(recipe.model.precision, device)
+    except DeviceError as error:
+        raise RecipeError(f"model.precision: {error} (model.device resolved to {device})") from None
+    return device
+
+
 def check_design_recipe(recipe: DesignRecipe) -> dict[str, str]:
-    """Checks beyond the schema, without running: the oracle builds, the model is found, the design fits it."""
+    """Checks beyond the schema, without running: the device exists, the oracle builds, the model is found, the
+    design fits it."""
     import json
 
     from seqtree.models.loading import resolve_checkpoint
 
+    device = model_device(recipe)
     oracle = build_oracle(recipe)
     location = resolve_checkpoint(recipe.model.name)
     if isinstance(location, Path):
@@ -154,7 +176,7 @@ def check_design_recipe(recipe: DesignRecipe) -> dict[str, str]:
         needed = len(design.scaffold) if design.scaffold is not None else len(design.prompt) + (design.length or 0)
         if limit and needed > limit:
             raise ValueError(f"design: {needed} positions do not fit model {recipe.model.name!r} (at most {limit})")
-    return {"oracle": getattr(oracle, "name", type(oracle).__name__), "model": str(location)}
+    return {"oracle": getattr(oracle, "name", type(oracle).__name__), "model": str(location), "device": str(device)}
 
 
 def run_design(
@@ -171,6 +193,7 @@ def run_design(
     from seqtree.search import run_search
 
     run_dir = resolved_run_dir(recipe, out)
+    device = model_device(recipe)
     stop = stop or StopFlag()
     state_file = run_dir / rundir.SEARCH_STATE
     if not resume and (run_dir / rundir.SUMMARY).exists():
@@ -178,10 +201,13 @@ def run_design(
     resolved = recipe.model_dump(mode="json")
     rundir.write_atomic(run_dir / rundir.RECIPE, yaml.safe_dump(resolved, sort_keys=False))
 
-    model = load_model(recipe.model.name, trust_remote_code=recipe.model.trust_remote_code)
+    model = load_model(
+        recipe.model.name, trust_remote_code=recipe.model.trust_remote_code, device=device,
+        precision=recipe.model.precision,
+    )  # fmt: skip
     oracle = TimedOracle(build_oracle(recipe))
     root = build_root(recipe, model)
-    designed = root == model.diffusion.mask_id
+    designed = root == model.diffusion.mask_id  # on the host, like the buffer
     if recipe.output.replay_buffer is not None:  # refuse an incompatible buffer before spending compute
         from seqtree.buffer import check_compatible
 
@@ -200,12 +226,13 @@ def run_design(
         bar.update(point)
         return stop.requested
 
-    problem = build_problem(recipe, model, oracle, root, observe)
+    problem = build_problem(recipe, model, oracle, root.to(device), observe)
     budget = build_budget(recipe)
-    generator = torch.Generator().manual_seed(recipe.seed)
+    generator = make_generator(recipe.seed, device)
     if log is not None:
         action = "resuming" if "resume_from" in params else "searching"
-        log(f"{action}: {recipe.search.algorithm} on {recipe.model.name}, budget {budget}")
+        where = f"{device}" + ("" if recipe.model.precision == "fp32" else f", {recipe.model.precision}")
+        log(f"{action}: {recipe.search.algorithm} on {recipe.model.name} ({where}), budget {budget}")
     started = time.perf_counter()
     with bar, torch.no_grad():
         result = run_search(recipe.search.algorithm, problem, budget, generator=generator, **params)

@@ -116,6 +116,13 @@ class MaskedDiffusion:
         for token in forbidden_ids:
             forbidden[token] = True
         self.forbidden = forbidden  # [V]
+        self._forbidden_on: dict[torch.device, Tensor] = {}  # one copy per device, not a transfer per call
+
+    def forbidden_on(self, device: torch.device) -> Tensor:
+        """The forbidden ids [V] as a tensor on ``device`` (copied there once)."""
+        if device not in self._forbidden_on:
+            self._forbidden_on[device] = self.forbidden.to(device)
+        return self._forbidden_on[device]
 
     @classmethod
     def for_tokenizer(cls, tokenizer, schedule: NoiseSchedule | None = None, vocab_size: int | None = None):
@@ -148,7 +155,7 @@ class MaskedDiffusion:
         logits: [B, L, V'] with V' >= V (extra columns are dropped); x_t: [B, L] -> [B, L, V] float32.
         """
         logits = logits[..., : self.vocab_size].float()
-        logits = logits.masked_fill(self.forbidden.to(logits.device), float("-inf"))
+        logits = logits.masked_fill(self.forbidden_on(logits.device), float("-inf"))
         log_probs = logits.log_softmax(-1)
         unmasked = (x_t != self.mask_id).unsqueeze(-1)
         copied = torch.full_like(log_probs, float("-inf")).scatter(-1, x_t.unsqueeze(-1), 0.0)

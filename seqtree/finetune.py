@@ -15,6 +15,12 @@ the WDCE loss per step), ``metrics.csv`` (one row per round),
 written, ``progress.json`` last; Ctrl-C stops the round in progress, which is dropped, and ``--resume`` repeats it
 from the committed state. Every round draws from generators seeded by (seed, round), so a resumed run reaches the
 same result as an uninterrupted one.
+
+Several processes (``finetune.strategy: ddp`` with ``devices`` and ``num_nodes``; Lightning's launcher, torchrun or
+SLURM): the processes start and join before anything is written (:mod:`seqtree.training.ranks`). Rank 0 alone
+searches, weighs, evaluates and writes the run directory; each round it hands its buffer to the other ranks, and
+every rank trains WDCE on it, drawing its own minibatch rows, so one step averages the gradients of batch_size x
+processes rows. The other ranks return rank 0's metrics and summary.
 """
 
 from __future__ import annotations
@@ -40,10 +46,13 @@ from seqtree.design import (
     build_oracle,
     build_problem,
     build_root,
+    model_device,
     resolved_run_dir,
 )
+from seqtree.device import make_generator
 from seqtree.finetune_eval import evaluate_policy
 from seqtree.recipe import DesignRecipe, FinetuneSection
+from seqtree.training.ranks import Ranks, launch_ranks
 
 PROGRESS = "progress.json"
 METRICS = "metrics.csv"
@@ -84,6 +93,8 @@ class _Session:
     stop: StopFlag
     progress: bool
     log: Any
+    device: torch.device = torch.device("cpu")  # where the policy searches and samples (model.device)
+    ranks: Ranks = Ranks()  # the DDP processes; one unless finetune.devices / num_nodes ask for more
 
     @property
     def cfg(self) -> FinetuneSection:
@@ -122,11 +133,20 @@ def run_finetune(
     done = _read_progress(run_dir)
     if not resume and (done or (run_dir / rundir.SUMMARY).exists()):
         raise FileExistsError(f"{run_dir} holds an earlier run; use --resume {run_dir} or choose another --out")
-    rundir.write_atomic(run_dir / rundir.RECIPE, yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
+    # Several processes (DDP): all of them from here on; rank 0 searches, evaluates and writes (module docstring).
+    ranks = launch_ranks(accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
+                         strategy=cfg.strategy)  # fmt: skip
+    progress, log = (progress, log) if ranks.is_zero else (False, None)
+    device = model_device(recipe)
+    if ranks.is_zero:
+        rundir.write_atomic(run_dir / rundir.RECIPE, yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
 
-    model = load_model(recipe.model.name, trust_remote_code=recipe.model.trust_remote_code)
+    model = load_model(
+        recipe.model.name, trust_remote_code=recipe.model.trust_remote_code, device=device,
+        precision=recipe.model.precision,
+    )  # fmt: skip
     oracle = TimedOracle(build_oracle(recipe))
     root = build_root(recipe, model)
     system = WDCEFineTuner(
@@ -135,7 +155,7 @@ def run_finetune(
     )  # fmt: skip
     started = time.perf_counter()
     session = _Session(recipe, run_dir, model, system, oracle, root, None, [], stop or StopFlag(), progress,
-                       log or (lambda line: None))  # fmt: skip
+                       log or (lambda line: None), device, ranks)  # fmt: skip
     if done:
         state = torch.load(run_dir / STATE, map_location="cpu", weights_only=True)
         system.load_state_dict(state["state_dict"])
@@ -144,20 +164,25 @@ def run_finetune(
         session.log(f"resuming {run_dir} after round {done['rounds_done']} of {cfg.rounds}")
     else:
         session.buffer = _new_buffer(recipe, cfg, root, model, oracle.num_objectives)
-        evaluation = session.evaluate(round_seed(recipe.seed, 0))
-        session.metrics = [_metrics_row(0, None, evaluation.as_dict(), previous=None)]
-        _write_metrics(run_dir, session.metrics)
+        if ranks.is_zero:
+            evaluation = session.evaluate(round_seed(recipe.seed, 0))
+            session.metrics = [_metrics_row(0, None, evaluation.as_dict(), previous=None)]
+            _write_metrics(run_dir, session.metrics)
 
     for k in range((done or {}).get("rounds_done", 0) + 1, cfg.rounds + 1):
-        if cfg.target_reward is not None and session.metrics[-1]["best_so_far"] >= cfg.target_reward:
+        target = cfg.target_reward
+        if ranks.share(ranks.is_zero and target is not None and session.metrics[-1]["best_so_far"] >= target):
             session.log(f"target reward {cfg.target_reward} reached after round {k - 1}")
             break
         if not _run_round(session, k):
             break
     seconds = time.perf_counter() - started
-    summary = _summarize(session, interrupted=session.stop.requested, seconds=seconds, resumed=bool(done))
-    rundir.write_json(run_dir / rundir.SUMMARY, summary)
-    return FinetuneRun(recipe, run_dir, session.metrics, summary)
+    summary = None
+    if ranks.is_zero:
+        summary = _summarize(session, interrupted=session.stop.requested, seconds=seconds, resumed=bool(done))
+        rundir.write_json(run_dir / rundir.SUMMARY, summary)
+    summary, metrics = ranks.share((summary, session.metrics))  # the other ranks return rank 0's record
+    return FinetuneRun(recipe, run_dir, metrics, summary)
 
 
 def _search(session: _Session, seed: int):
@@ -171,7 +196,8 @@ def _search(session: _Session, seed: int):
         bar.update(point)
         return session.stop.requested
 
-    problem = build_problem(recipe, session.policy(), session.oracle, session.root, observe)
+    policy = session.policy()
+    problem = build_problem(recipe, policy, session.oracle, session.root.to(policy.device), observe)
     if cfg.buffer_from == "search":
         algorithm, params = recipe.search.algorithm, recipe.search.params()
         if "num_samples" in ALGORITHMS[algorithm].params.model_fields and "num_samples" not in params:
@@ -179,39 +205,30 @@ def _search(session: _Session, seed: int):
     else:
         algorithm, params = "best_of_n", {"num_samples": POLICY_SAMPLES, "batch_size": 64, "alpha": cfg.alpha}
     with bar, torch.no_grad():
-        return run_search(algorithm, problem, build_budget(recipe), generator=torch.Generator().manual_seed(seed),
+        return run_search(algorithm, problem, build_budget(recipe), generator=make_generator(seed, policy.device),
                           **params)  # fmt: skip
 
 
 def _run_round(session: _Session, k: int) -> bool:
-    """One round: search, weigh and add, train, evaluate, commit. Returns False (writing nothing) when interrupted."""
-    recipe, cfg, buffer, system = session.recipe, session.cfg, session.buffer, session.system
+    """One round: search, weigh and add, train, evaluate, commit. Returns False (writing nothing) when interrupted.
+    Under DDP rank 0 searches while the other ranks wait for its buffer; all train; rank 0 evaluates and commits."""
+    recipe, cfg, system = session.recipe, session.cfg, session.system
     seed = round_seed(recipe.seed, k)
     timings: dict[str, float] = {}
-    tic = time.perf_counter()
-    result = _search(session, seed)
-    timings["search_seconds"] = time.perf_counter() - tic
-    if session.stop.requested:
+    found = _search_and_weigh(session, k, seed, timings) if session.ranks.is_zero else None
+    stopped, session.buffer = session.ranks.share((session.stop.requested, session.buffer))
+    if stopped:
         return False
-    tic = time.perf_counter()
-    replay_nfe = 0
-    log_prob_pre = None  # round 1 searches the pretrained model itself: its recorded log-probabilities are p_pre's
-    if k > 1 and len(result.designs):
-        log_prob_pre, replay_nfe = system.pretrained_path_log_prob(
-            result.designs.tokens, result.trajectories.unmask_step, recipe.model.num_steps
-        )
-    designed = session.root == session.model.diffusion.mask_id
-    rows = result_rows(result, designed, log_prob_pretrained=log_prob_pre, round_index=k, seed=seed)
-    refused = buffer.add(rows, source=result.algorithm, run={"round": k, "algorithm": result.algorithm, "seed": seed},
-                         skip_invalid=True)  # fmt: skip
-    timings["weight_seconds"] = time.perf_counter() - tic
-    if not len(buffer):
-        raise ValueError(f"round {k}: the search completed no design, so the buffer is empty; raise budget.nfe")
+    buffer = session.buffer
     tic = time.perf_counter()
     losses = _train(system, buffer, cfg, session.run_dir, k, seed, session.stop, session.progress)
+    system.to(session.device).eval()  # Lightning's teardown leaves it on the CPU; the next search runs on the device
     timings["train_seconds"] = time.perf_counter() - tic
     if session.stop.requested:
         return False
+    if not session.ranks.is_zero:
+        return True  # on to the next round's buffer
+    result, replay_nfe, refused = found
     tic = time.perf_counter()
     evaluation = session.evaluate(seed)
     timings["eval_seconds"] = time.perf_counter() - tic
@@ -232,6 +249,32 @@ def _run_round(session: _Session, k: int) -> bool:
         f"{row['pretrained_nll_nats']:.1f} nats; best so far {row['best_so_far']:.4g}"
     )
     return True
+
+
+def _search_and_weigh(session: _Session, k: int, seed: int, timings: dict[str, float]):
+    """Rank 0's part of round k: search, weigh the results and add them to the buffer. Returns (result, replay NFE,
+    refused rows), or None when interrupted."""
+    recipe, buffer, system = session.recipe, session.buffer, session.system
+    tic = time.perf_counter()
+    result = _search(session, seed)
+    timings["search_seconds"] = time.perf_counter() - tic
+    if session.stop.requested:
+        return None
+    tic = time.perf_counter()
+    replay_nfe = 0
+    log_prob_pre = None  # round 1 searches the pretrained model itself: its recorded log-probabilities are p_pre's
+    if k > 1 and len(result.designs):
+        log_prob_pre, replay_nfe = system.pretrained_path_log_prob(
+            result.designs.tokens, result.trajectories.unmask_step, recipe.model.num_steps
+        )
+    designed = session.root == session.model.diffusion.mask_id
+    rows = result_rows(result, designed, log_prob_pretrained=log_prob_pre, round_index=k, seed=seed)
+    refused = buffer.add(rows, source=result.algorithm, run={"round": k, "algorithm": result.algorithm, "seed": seed},
+                         skip_invalid=True)  # fmt: skip
+    timings["weight_seconds"] = time.perf_counter() - tic
+    if not len(buffer):
+        raise ValueError(f"round {k}: the search completed no design, so the buffer is empty; raise budget.nfe")
+    return result, replay_nfe, refused
 
 
 def _commit(session: _Session, k: int, result) -> None:
@@ -257,8 +300,10 @@ def _train(system, buffer, cfg: FinetuneSection, run_dir: Path, k: int, seed: in
 
     class _Watch(Callback):
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-            losses.append(float(outputs["loss"]))
-            if stop.requested:
+            # DDP: the mean loss over the ranks, and a stop on any rank stops them all after the same step
+            losses.append(float(trainer.strategy.reduce(outputs["loss"].detach().clone(), reduce_op="mean")))
+            if trainer.strategy.reduce_boolean_decision(stop.requested, all=False):
+                stop.requested = True
                 trainer.should_stop = True
 
     import logging
@@ -271,6 +316,7 @@ def _train(system, buffer, cfg: FinetuneSection, run_dir: Path, k: int, seed: in
     system.train()
     trainer = L.Trainer(
         max_steps=cfg.steps_per_round * k, accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
+        num_nodes=cfg.num_nodes, use_distributed_sampler=False,  # every rank draws its own rows (BufferDataModule)
         precision=cfg.precision, gradient_clip_val=cfg.gradient_clip, enable_checkpointing=False,
         logger=CSVLogger(str(run_dir), name="csv", version=f"round_{k}"), log_every_n_steps=1,
         callbacks=[_Watch()], enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
@@ -282,8 +328,9 @@ def _train(system, buffer, cfg: FinetuneSection, run_dir: Path, k: int, seed: in
     system.cpu().eval()
     if not stop.requested:
         tmp = state.with_suffix(".tmp")
-        trainer.save_checkpoint(str(tmp), weights_only=False)
-        tmp.replace(state)
+        trainer.save_checkpoint(str(tmp), weights_only=False)  # every rank calls it; rank 0 writes
+        if trainer.is_global_zero:
+            tmp.replace(state)
     return losses
 
 

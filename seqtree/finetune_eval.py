@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
+from seqtree.device import make_generator
 from seqtree.diffusion import MaskedDiffusion
 
 NELBO_REPEATS = 4  # Monte Carlo draws of the NELBO per sample (a lower-variance estimate)
@@ -79,12 +80,13 @@ def pretrained_nelbo(
 ) -> tuple[float, float]:
     """(mean NELBO nats per sequence, bits per designed token) of tokens [N, L] under the pretrained denoiser,
     masking only designed positions [L], with a fixed generator so that rounds are comparable."""
-    generator = torch.Generator().manual_seed(seed)
-    maskable = designed.expand_as(tokens)
+    device = next(pretrained.parameters()).device
+    tokens, generator = tokens.to(device), make_generator(seed, device)
+    maskable = designed.to(device).expand_as(tokens)
     nats = torch.zeros(tokens.shape[0], dtype=torch.float64)
     for _ in range(NELBO_REPEATS):
         out = diffusion.nelbo(pretrained, tokens, generator=generator, maskable=maskable)
-        nats += out.nats.double() / NELBO_REPEATS
+        nats += out.nats.double().cpu() / NELBO_REPEATS
     per_token = float(nats.sum()) / max(int(maskable.sum()), 1) / math.log(2)
     return float(nats.mean()), per_token
 
@@ -96,22 +98,23 @@ def evaluate_policy(
     them with ``oracle`` (one batched call) and measure them (see the module docstring)."""
     from seqtree.generate import sample_sequences
 
-    generator = torch.Generator().manual_seed(seed)
+    generator = make_generator(seed, model.device)
     samples = sample_sequences(model, root, num_samples, sampler="ancestral", num_steps=num_steps, generator=generator)
+    tokens = samples.output.tokens.cpu()
     inner = getattr(oracle, "oracle", oracle)
     failures_before = sum(dict(getattr(inner, "failures", {}) or {}).values())
     rewards = torch.as_tensor(oracle(samples.sequences)).double()
     failures = sum(dict(getattr(inner, "failures", {}) or {}).values()) - failures_before
     rewards = rewards.unsqueeze(-1) if rewards.dim() == 1 else rewards
     scores = scalarize(rewards)
-    designed = root == model.diffusion.mask_id
-    nats, bits = pretrained_nelbo(pretrained, model.diffusion, samples.output.tokens, designed, seed=seed)
+    designed = root.cpu() == model.diffusion.mask_id
+    nats, bits = pretrained_nelbo(pretrained, model.diffusion, tokens, designed, seed=seed)
     mean, median, top, best = reward_summary(scores)
     return RoundEvaluation(
         eval_reward_mean=mean, eval_reward_median=median, eval_reward_top10=top, eval_reward_best=best,
         pretrained_nll_nats=nats, pretrained_bits_per_token=bits,
         distinct_kmers=distinct_kmer_fraction(samples.sequences, kmer_size(samples.sequences)),
         kmer_k=kmer_size(samples.sequences),
-        mean_hamming=mean_pairwise_hamming(samples.output.tokens, designed),
+        mean_hamming=mean_pairwise_hamming(tokens, designed),
         invalid_fraction=failures / num_samples, eval_nfe=int(samples.output.nfe), eval_oracle_calls=num_samples,
     )  # fmt: skip

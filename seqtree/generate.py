@@ -82,10 +82,10 @@ def sample_sequences(
     roots = root.expand(num_samples, -1) if root.dim() == 1 else root
     if roots.shape[0] != num_samples:
         raise ValueError(f"root has {roots.shape[0]} rows for {num_samples} samples")
-    outputs = []
+    outputs, device, denoiser = [], model.device, model.inference_denoiser
     for start in range(0, num_samples, batch_size):
-        batch = roots[start : start + batch_size].clone()
-        outputs.append(sample(model.denoiser, model.diffusion, batch, generator=generator, **options))
+        batch = roots[start : start + batch_size].to(device, copy=True)
+        outputs.append(sample(denoiser, model.diffusion, batch, generator=generator, **options))
     tokens = torch.cat([o.tokens for o in outputs])
     merged = SampleOutput(
         tokens=tokens,
@@ -94,5 +94,5 @@ def sample_sequences(
         nfe=sum(o.nfe for o in outputs),
         num_calls=sum(o.num_calls for o in outputs),
     )
-    sequences = [model.tokenizer.decode(row.tolist()) for row in tokens]
+    sequences = [model.tokenizer.decode(row) for row in tokens.tolist()]
     return Samples(sequences, merged)

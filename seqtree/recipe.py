@@ -33,6 +33,25 @@ class ModelSection(_Strict):
     top_k: int | None = Field(None, ge=1, description="keep the k most likely tokens")
     top_p: float | None = Field(None, gt=0.0, le=1.0, description="nucleus sampling mass")
     cache: bool = Field(True, description="MDLM no-change cache (skip the denoiser when nothing unmasked)")
+    device: str = Field("auto", description="auto (CUDA when available, else CPU), cpu, cuda, cuda:N or mps")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="autocast of the denoiser's forward pass (bf16 / fp16: mixed precision on a GPU)"
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, name: str) -> str:
+        import torch
+
+        name = name.strip().lower()
+        if name != "auto":
+            try:
+                kind = torch.device(name).type
+            except RuntimeError:
+                raise ValueError("not a device name; use auto, cpu, cuda, cuda:N or mps") from None
+            if kind not in ("cpu", "cuda", "mps"):
+                raise ValueError("seqtree runs on auto, cpu, cuda, cuda:N or mps")
+        return name
 
 
 class DesignSection(_Strict):
@@ -118,9 +137,10 @@ class FinetuneSection(_Strict):
     reward_columns: list[str] | None = Field(None, description="reward columns of seed_buffer's CSV (default reward)")
     eval_samples: int = Field(64, ge=1, description="plain samples of the policy scored after each round")
     target_reward: float | None = Field(None, description="stop before the next round once the best reward reaches it")
-    accelerator: str = Field("cpu", description="Lightning accelerator for training (cpu, gpu, auto)")
+    accelerator: str = Field("auto", description="Lightning accelerator for training: auto (a GPU if any), cpu, gpu")
     devices: int | str = Field(1, description="Lightning devices (several GPUs: DDP through strategy)")
     strategy: str = Field("auto", description="Lightning strategy, e.g. ddp")
+    num_nodes: int = Field(1, ge=1, description="machines, each running `devices` DDP processes")
     precision: Literal["32", "bf16-mixed", "16-mixed"] = Field("32", description="Lightning precision")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
 

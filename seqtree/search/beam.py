@@ -62,8 +62,9 @@ def scheduled(start: int, end: int | None, depth: int, num_depths: int, kind: st
 def _first_unique(tokens: torch.Tensor, order: torch.Tensor, count: int) -> torch.Tensor:
     """The first ``count`` rows of ``order`` whose tokens differ from every earlier kept row."""
     seen, kept = set(), []
+    rows = tokens.tolist()  # one transfer, not one per row
     for i in order.tolist():
-        key = tuple(tokens[i].tolist())
+        key = tuple(rows[i])
         if key not in seen:
             seen.add(key)
             kept.append(i)
@@ -87,7 +88,7 @@ def run_beam(
     depths = problem.num_segments
     x = problem.root.unsqueeze(0)
     step = torch.zeros(1, dtype=torch.long, device=x.device)
-    lp, lpm = torch.zeros(1, problem.num_steps), torch.zeros(1, problem.num_steps)
+    lp, lpm = (torch.zeros(1, problem.num_steps, device=x.device) for _ in range(2))
     unmask = torch.full((1, problem.length), -1, dtype=torch.long, device=x.device)  # [w, L] step unmasked at
     log_probs = None
     cut: list[PartialState] = []  # children that finished the segment the budget ended in
@@ -113,7 +114,8 @@ def run_beam(
         if scored.rows.numel() < expand.numel():
             break
         order = torch.argsort(scored.scores, descending=True, stable=True)
-        keep = _first_unique(out.tokens, order, width)
+        keep_host = _first_unique(out.tokens, order, width)  # scores live on the host, tokens on the device
+        keep = keep_host.to(x.device)
         parents = expand[out.rows][keep]
         x, step = out.tokens[keep], nxt[parents]
         lp, lpm = lp[parents] + out.step_log_prob[keep], lpm[parents] + out.step_log_prob_model[keep]
@@ -121,8 +123,8 @@ def run_beam(
         log_probs = None if last else out.final_log_probs[keep]
         if last:
             return engine.finish(
-                "beam", tokens=x, rewards=scored.rewards[keep], log_prob=lp, log_prob_model=lpm, unmask_step=unmask,
-                iterations=depth + 1,
+                "beam", tokens=x, rewards=scored.rewards[keep_host], log_prob=lp, log_prob_model=lpm,
+                unmask_step=unmask, iterations=depth + 1,
             )  # fmt: skip
     # the budget ended mid-pass: the beam and the children so far, completed greedily (Engine.partial_designs)
     partial = engine.partial_designs(PartialState(x, log_probs, lp, lpm, unmask), *cut)

@@ -56,6 +56,6 @@ def run_best_of_n(
     cols = {k: torch.cat(v) for k, v in columns.items()} if columns["tokens"] else engine.empty_columns()
     weights = None
     if len(cols["tokens"]):
-        proposal_ratio = (cols["log_prob_model"] - cols["log_prob"]).double().sum(-1)  # log p(path) - log q(path)
+        proposal_ratio = (cols["log_prob_model"] - cols["log_prob"]).double().sum(-1).cpu()  # log p - log q (path)
         weights = torch.softmax(problem.scalarize(cols["rewards"]) / p.alpha + proposal_ratio, 0)
     return engine.finish("best_of_n", weights=weights, iterations=done, **cols)

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import Literal
 
 import numpy as np
@@ -191,11 +192,14 @@ def grow_tree(
     budget: Budget,
     generator: torch.Generator,
     p: TreeSearchParams,
-    select: ChildSelector,
+    make_select: Callable[[torch.Generator], ChildSelector],
 ) -> tuple[Engine, Tree, int]:
-    """The DTS loop (select, expand + rollout into the tree, score, back up) until a limit; shared with DTS*."""
+    """The DTS loop (select, expand + rollout into the tree, score, back up) until a limit; shared with DTS*.
+
+    ``make_select`` builds the child selector from the run's host generator (selection runs on host arrays)."""
     run = TreeRun.open("DTS", problem, budget, generator, p)
     engine, tree = run.engine, run.tree
+    select = make_select(engine.host_generator)
     while run.go_on(p):
         before = run.spent()
         leaves = [_select_path(engine, tree, p, select) for _ in range(p.leaves_per_iteration)]
@@ -261,7 +265,7 @@ def run_dts(
 ) -> SearchResult:
     """DTS: grow the tree until the budget (or ``max_iterations``), then draw ``num_samples`` designs from it."""
     p = build_params(DTSParams, params, overrides)
-    grow = uniform_child(generator) if p.growth == "uniform" else boltzmann_child(generator, p.alpha)
+    grow = uniform_child if p.growth == "uniform" else partial(boltzmann_child, alpha=p.alpha)
     engine, tree, iterations = grow_tree(problem, budget, generator, p, grow)
-    nodes = sample_tree(tree, p.num_samples, p.alpha, generator)
+    nodes = sample_tree(tree, p.num_samples, p.alpha, engine.host_generator)
     return finish_from_nodes(engine, tree, nodes, "dts", iterations)

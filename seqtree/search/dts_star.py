@@ -64,7 +64,9 @@ def run_dts_star(
     **overrides,
 ) -> SearchResult:
     p = build_params(DTSStarParams, params, overrides)
-    engine, tree, iterations = grow_tree(problem, budget, generator, p, greedy_child(p.exploration, p.backup))
+    engine, tree, iterations = grow_tree(
+        problem, budget, generator, p, lambda _host: greedy_child(p.exploration, p.backup)
+    )
     size = tree.size
     scored = np.nonzero(tree.terminal[:size] & ~np.isnan(tree.reward[:size, 0]))[0]
     scores = np.full(size, -np.inf)

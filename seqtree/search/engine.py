@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from seqtree.device import host_generator
 from seqtree.search.budget import STOP_NFE, STOP_ORACLE, Budget, Meter
 from seqtree.search.problem import SearchProblem
 from seqtree.search.result import UNKNOWN_STEP, CurvePoint, Designs, SearchResult, Trajectories, pareto_mask
@@ -69,6 +70,44 @@ def _as_rewards(values, count: int) -> Tensor:
     return out
 
 
+class ForwardTimer:
+    """Adds the wall time of denoiser forward passes to ``meter.denoiser_seconds`` (the time split of summaries
+    and benchmarks). On CUDA each pass is bracketed by events that are read once they have completed, so timing
+    forces no host synchronisation per call (issue 13: a ``torch.cuda.synchronize`` after every call kept the host
+    from queueing the next step's work); :meth:`settle` waits for the last ones."""
+
+    def __init__(self, device: torch.device, meter: Meter) -> None:
+        self.cuda = device.type == "cuda"
+        self.meter = meter
+        self.pending: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+        self.started = 0.0
+
+    def __enter__(self) -> ForwardTimer:
+        if self.cuda:
+            self.pending.append((torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)))
+            self.pending[-1][0].record()
+        else:
+            self.started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self.cuda:
+            self.meter.denoiser_seconds += time.perf_counter() - self.started
+            return
+        self.pending[-1][1].record()
+        self._fold(wait=False)
+
+    def _fold(self, wait: bool) -> None:
+        while self.pending and (wait or self.pending[0][1].query()):
+            begin, end = self.pending.pop(0)
+            end.synchronize()
+            self.meter.denoiser_seconds += begin.elapsed_time(end) / 1000.0
+
+    def settle(self) -> None:
+        """Wait for the passes still in flight and count them."""
+        self._fold(wait=True)
+
+
 class Engine:
     """One search run: the problem, the meter, the generator, the oracle memo and the anytime curve."""
 
@@ -77,6 +116,13 @@ class Engine:
         self.generator = generator
         self.meter = Meter(budget)
         self.device = problem.root.device
+        if generator.device.type != self.device.type:
+            raise ValueError(
+                f"the generator is on {generator.device} but the problem's root on {self.device}: make it with "
+                "seqtree.device.make_generator(seed, device), so draws happen where the tensors are"
+            )
+        self.host_generator = host_generator(generator)  # tree selection, resampling indices, remask proposals
+        self.forward_timer = ForwardTimer(self.device, self.meter)
         self.grid = torch.linspace(1.0, 0.0, problem.num_steps + 1, device=self.device)  # t_k = 1 - k / N
         self.mask_id = problem.diffusion.mask_id
         self.curve: list[CurvePoint] = []
@@ -111,12 +157,8 @@ class Engine:
             return None, kept
         rows = unique[order]
         tokens, t = rows[:, :-1], self.grid[rows[:, -1]]
-        start = time.perf_counter()
-        with torch.no_grad():  # search never differentiates the denoiser (fine-tuning replays the trajectories)
+        with torch.no_grad(), self.forward_timer:  # search never differentiates the denoiser
             logits = self.problem.denoiser(tokens, t)
-        if logits.is_cuda:
-            torch.cuda.synchronize(logits.device)
-        self.meter.denoiser_seconds += time.perf_counter() - start
         self.meter.charge_nfe(int(order.numel()))
         log_probs = self.problem.diffusion.subs_log_probs(logits, tokens)
         position = torch.empty(unique.shape[0], dtype=torch.long, device=x.device)
@@ -368,6 +410,7 @@ class Engine:
         """
         from seqtree.search.budget import STOP_COMPLETED
 
+        self.forward_timer.settle()
         self.meter.halt(STOP_COMPLETED)
         self.record()
         tokens = tokens.cpu()

@@ -56,16 +56,36 @@ def puct_scores(tree: Tree, node: int, children: np.ndarray, exploration: float)
     return mean + bonus[:, None]
 
 
-def select_child(tree: Tree, node: int, exploration: float, generator: torch.Generator) -> int:
-    """The PUCT choice among the open children (argmax, or uniform over the Pareto set for K objectives)."""
+def select_child(
+    tree: Tree, node: int, exploration: float, generator: torch.Generator, busy: np.ndarray | None = None
+) -> int:
+    """The PUCT choice among the open children (argmax, or uniform over the Pareto set for K objectives), skipping
+    those ``busy`` marks (already taken by this iteration's earlier selections)."""
     children = tree.children(node)
-    children = children[~tree.closed[children]]
+    children = children[~tree.closed[children] & (True if busy is None else ~busy[children])]
     scores = puct_scores(tree, node, children, exploration)
     if scores.shape[1] == 1:
         return int(children[int(np.argmax(scores[:, 0]))])
     front = np.nonzero(pareto_mask(torch.from_numpy(scores)).numpy())[0]
     pick = int(torch.randint(len(front), (), generator=generator))
     return int(children[front[pick]])
+
+
+def _mark_busy(tree: Tree, leaf: int, busy: np.ndarray) -> None:
+    """Take ``leaf`` for this iteration, and every ancestor whose open children are all taken.
+
+    With several leaves per iteration, PUCT is deterministic and a virtual visit rarely moves its argmax (the
+    prior concentrates on one child), so repeated descents returned the same leaf and an iteration expanded one
+    leaf's K children instead of ``leaves_per_iteration`` leaves' (on a GPU, 2% of the forward rate). Excluding
+    taken leaves is batched MCTS's virtual loss taken to its limit: each descent finds the best leaf not yet taken."""
+    busy[leaf] = True
+    node = int(tree.parent[leaf])
+    while node != NO_NODE:
+        children = tree.children(node)
+        if not busy[children[~tree.closed[children]]].all():
+            return
+        busy[node] = True
+        node = int(tree.parent[node])
 
 
 def _close(tree: Tree, node: int) -> None:
@@ -104,13 +124,15 @@ def run_mcts(
         before = run.spent()
         run.iterations += 1
         leaves = []
+        busy = np.zeros(tree.size, dtype=bool)  # leaves taken by this iteration (and ancestors with all taken)
         for _ in range(p.leaves_per_iteration):
             node = 0
-            if tree.closed[0]:
+            if tree.closed[0] or busy[0]:
                 break
             while tree.num_children[node] > 0 and not tree.closed[node]:
-                node = select_child(tree, node, p.exploration, generator)
+                node = select_child(tree, node, p.exploration, engine.host_generator, busy)
             leaves.append(node)
+            _mark_busy(tree, node, busy)
             tree.visits[tree.path(node)] += 1  # virtual visit, removed before the backup
         for node in leaves:
             tree.visits[tree.path(node)] -= 1

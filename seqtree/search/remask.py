@@ -181,14 +181,15 @@ def run_remask(
         if not len(parents):  # the budget completed no design to start from
             break
         size = affordable(p.children, refill)
-        pick = torch.randint(len(parents), (size,), generator=generator)
-        mate = torch.randint(len(parents), (size,), generator=generator)
-        spans = torch.randint(1, max_span + 1, (size,), generator=generator)
-        starts = (torch.rand(size, generator=generator) * (count - spans + 1)).long()
+        host = engine.host_generator  # proposals are drawn on the host, then moved once
+        pick = torch.randint(len(parents), (size,), generator=host).to(device)
+        mate = torch.randint(len(parents), (size,), generator=host).to(device)
+        spans = torch.randint(1, max_span + 1, (size,), generator=host)
+        starts = (torch.rand(size, generator=host) * (count - spans + 1)).long()
         cuts = None
         if p.crossover > 0 and count > 1:
-            crossing = torch.rand(size, generator=generator) < p.crossover
-            cuts = torch.where(crossing, torch.randint(1, count, (size,), generator=generator), 0).to(device)
+            crossing = torch.rand(size, generator=host) < p.crossover
+            cuts = torch.where(crossing, torch.randint(1, count, (size,), generator=host), 0).to(device)
         children = remask_spans(
             parents[pick], parents[mate], designed, spans.to(device), starts.to(device), cuts, engine.mask_id
         )

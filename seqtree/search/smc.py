@@ -96,8 +96,8 @@ def run_smc(
     previous = torch.zeros(k, dtype=torch.float64)
     running_max = torch.full((k,), -torch.inf, dtype=torch.float64)
     running_sum = torch.zeros(k, dtype=torch.float64)
-    lp = torch.zeros(k, problem.num_steps)
-    lpm = torch.zeros(k, problem.num_steps)
+    lp = torch.zeros(k, problem.num_steps, device=x.device)
+    lpm = torch.zeros(k, problem.num_steps, device=x.device)
     unmask = torch.full((k, problem.length), -1, dtype=torch.long, device=x.device)  # [k, L] step unmasked at
     log_probs = None
     cut: list[PartialState] = []  # particles that finished the segment the budget ended in
@@ -135,10 +135,11 @@ def run_smc(
                 weights=weights, iterations=segment + 1,
             )  # fmt: skip
         if effective_sample_size(log_w) < p.ess_threshold * k:
-            idx = resample(log_w, p.resampling, generator)
-            x, log_probs, lp, lpm, unmask = x[idx], log_probs[idx], lp[idx], lpm[idx], unmask[idx]
+            idx = resample(log_w, p.resampling, engine.host_generator)  # weights live on the host
             total_log_g, previous = total_log_g[idx], previous[idx]
             running_max, running_sum = running_max[idx], running_sum[idx]
+            idx = idx.to(x.device)
+            x, log_probs, lp, lpm, unmask = x[idx], log_probs[idx], lp[idx], lpm[idx], unmask[idx]
             log_w = torch.zeros(k, dtype=torch.float64)
     # the budget ended mid-pass: no weights (the pass did not reach the target), but the best of what was found
     partial = engine.partial_designs(PartialState(x, log_probs, lp, lpm, unmask), *cut)

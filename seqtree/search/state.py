@@ -22,6 +22,7 @@ from seqtree.search.problem import SearchProblem
 from seqtree.search.result import CurvePoint
 from seqtree.search.tree import Tree
 
+HOST_STATE = "host_generator_state"  # a device run's CPU generator (tree selection), beside the device one
 ARCHIVE_PREFIX = "archive."
 
 
@@ -106,6 +107,7 @@ def save_state(
         "reward_stats": np.array([engine.best, engine.reward_sum, engine.reward_count], np.float64),
         "curve": np.array(curve, np.float64).reshape(-1, 5),
         "generator_state": generator.get_state().numpy(),
+        **({} if engine.host_generator is generator else {HOST_STATE: engine.host_generator.get_state().numpy()}),
         **{ARCHIVE_PREFIX + k: v.numpy() for k, v in (archive or {}).items()},
     }
     tree.save(path)
@@ -131,4 +133,6 @@ def restore_state(engine: Engine, tree: Tree, generator: torch.Generator) -> tup
     if "tokens" in archive and len(archive["tokens"]):
         engine.memo.update(zip(engine.decode(archive["tokens"]), archive["rewards"]))
     generator.set_state(torch.from_numpy(extras["generator_state"].copy()))
+    if HOST_STATE in extras and engine.host_generator is not generator:  # a device run's host-side stream
+        engine.host_generator.set_state(torch.from_numpy(extras[HOST_STATE].copy()))
     return iterations, archive

@@ -60,8 +60,8 @@ def run_svdd(
     n = one_pass_size(p.num_particles, budget, problem, per_unit=m, default=8)
     x = problem.root.unsqueeze(0).repeat(n, 1)
     step = torch.zeros(n, dtype=torch.long, device=x.device)
-    lp = torch.zeros(n, problem.num_steps)
-    lpm = torch.zeros(n, problem.num_steps)
+    lp = torch.zeros(n, problem.num_steps, device=x.device)
+    lpm = torch.zeros(n, problem.num_steps, device=x.device)
     unmask = torch.full((n, problem.length), -1, dtype=torch.long, device=x.device)  # [n, L] step unmasked at
     log_probs = None
     cut: list[PartialState] = []  # candidates that finished the segment the budget ended in
@@ -85,8 +85,9 @@ def run_svdd(
         if scored.rows.numel() < n * m:
             break
         ratio = (out.step_log_prob_model - out.step_log_prob).double().sum(-1).cpu()  # log p - log q
-        choice = select_candidates(scored.scores.view(n, m), p.alpha, generator, ratio.view(n, m))
-        keep = torch.arange(n) * m + choice
+        choice = select_candidates(scored.scores.view(n, m), p.alpha, engine.host_generator, ratio.view(n, m))
+        keep_host = torch.arange(n) * m + choice  # values and weights live on the host, tokens on the device
+        keep = keep_host.to(x.device)
         x, step = out.tokens[keep], nxt
         lp = lp + out.step_log_prob[keep]
         lpm = lpm + out.step_log_prob_model[keep]
@@ -94,7 +95,7 @@ def run_svdd(
         log_probs = None if last else out.final_log_probs[keep]
         if last:
             return engine.finish(
-                "svdd", tokens=x, rewards=scored.rewards[keep], log_prob=lp, log_prob_model=lpm,
+                "svdd", tokens=x, rewards=scored.rewards[keep_host], log_prob=lp, log_prob_model=lpm,
                 unmask_step=unmask, iterations=segment + 1,
             )  # fmt: skip
     # the budget ended mid-pass: the particles and candidates so far, completed greedily (Engine.partial_designs)

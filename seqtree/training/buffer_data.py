@@ -3,7 +3,9 @@
 Rows are drawn uniformly with replacement, ``steps * batch_size`` of them per fit, so that one fit is exactly
 ``steps`` gradient steps whatever the buffer's size; each row carries N times its self-normalised weight (the
 unbiased minibatch estimate of the weighted sum; see :mod:`seqtree.training.wdce`). The draw order comes from a
-seeded generator, so a round repeats exactly when it is run again.
+seeded generator, so a round repeats exactly when it is run again. Under DDP every rank holds the whole buffer and
+draws its own rows (its own seed; the Trainer must not swap in a DistributedSampler: ``use_distributed_sampler=
+False``), so one step averages the gradients of batch_size x processes independent draws.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from seqtree.buffer import ReplayBuffer
+from seqtree.training.ranks import rank_seed
 
 
 class BufferDataModule(L.LightningDataModule):
@@ -31,7 +34,8 @@ class BufferDataModule(L.LightningDataModule):
         return TensorDataset(columns["tokens"], columns["designed"], weights)
 
     def train_dataloader(self) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed)
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        generator = torch.Generator().manual_seed(rank_seed(self.seed, rank))
         sampler = RandomSampler(
             range(len(self.buffer)), replacement=True, num_samples=self.steps * self.batch_size, generator=generator
         )

@@ -131,12 +131,15 @@ class SequenceDataModule(L.LightningDataModule):
         self.val_encoded = tokenize_all(self.tokenizer, read_sequences(self.val_path), str(self.val_path))
 
     def train_dataloader(self) -> DataLoader:
+        # Under DDP Lightning swaps the shuffling sampler for a DistributedSampler: each of the world_size ranks then
+        # draws from its ceil(N / world_size) shard, and a short last batch is dropped only if a full one remains.
         dataset = TokenDataset(self.train_encoded, self.max_length, self.tokenizer.pad_id, random_crop=True)
+        shard = math.ceil(len(dataset) / self._world_size())
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
             shuffle=True,
-            drop_last=len(dataset) > self.batch_size,
+            drop_last=shard > self.batch_size,
             num_workers=self.num_workers,
         )
 
@@ -151,5 +154,9 @@ class SequenceDataModule(L.LightningDataModule):
         return unigram_baseline(self.train_encoded, val, self.tokenizer.content_ids)
 
     def steps_per_epoch(self) -> int:
+        """Batches per epoch and process (under DDP each rank's shard is 1 / world_size of the data)."""
         self.setup()
-        return max(1, math.floor(len(self.train_encoded) / self.batch_size))
+        return max(1, math.floor(len(self.train_encoded) / self._world_size() / self.batch_size))
+
+    def _world_size(self) -> int:
+        return self.trainer.world_size if self.trainer is not None else 1

@@ -2,8 +2,8 @@
 
 Training minimises the continuous-time NELBO per token (MDLM Eq. 10, see :mod:`seqtree.diffusion`); validation
 reports bits per token, the NELBO summed over the validation set divided by its tokens and ln 2, with a fixed
-generator so that numbers are comparable across epochs and runs. The backbone stays a plain network: this class
-owns the objective and the optimiser only.
+generator so that numbers are comparable across epochs and runs (under DDP the sums are added over the ranks'
+shards first). The backbone stays a plain network: this class owns the objective and the optimiser only.
 """
 
 from __future__ import annotations
@@ -72,8 +72,15 @@ class MaskedDiffusionLM(L.LightningModule):
         self._val_tokens += int((batch != self.pad_id).sum())
 
     def on_validation_epoch_end(self) -> None:
-        bits = self._val_nats / max(self._val_tokens, 1) / math.log(2)
-        self.log("val_bpt", bits, prog_bar=True)
+        # Under DDP each rank scores its shard of the validation set: add the sums over ranks before dividing, so
+        # that val_bpt is the whole set's bits per token (DistributedSampler repeats up to world_size - 1 rows to
+        # even out the shards).
+        nats, tokens = self._val_nats, float(self._val_tokens)
+        if self.trainer.world_size > 1:
+            sums = torch.tensor([nats, tokens], dtype=torch.float64, device=self.device)
+            nats, tokens = self.trainer.strategy.reduce(sums, reduce_op="sum").tolist()
+        bits = nats / max(tokens, 1.0) / math.log(2)
+        self.log("val_bpt", bits, prog_bar=True, sync_dist=True)  # already equal on every rank: the mean keeps it
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(self.backbone.parameters(), lr=self.lr, weight_decay=self.weight_decay)

@@ -18,7 +18,7 @@ class TrainData(_Strict):
     train: Path = Field(description="training sequences (FASTA, .smi or .txt, one per line)")
     val: Path = Field(description="validation sequences, same formats")
     max_length: int = Field(128, ge=1, description="tokens per row; longer sequences are cropped")
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1, description="rows per step and process (DDP: x processes)")
     num_workers: int = Field(0, ge=0)
     max_train_sequences: int | None = Field(None, ge=1, description="use only the first N training sequences")
 
@@ -47,7 +47,12 @@ class TrainOptim(_Strict):
     checkpoint_every_steps: int = Field(250, ge=1)
     seed: int = 0
     precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
-    accelerator: str = "auto"
+    accelerator: str = Field("auto", description="Lightning accelerator: cpu, gpu, auto, ...")
+    devices: int | str = Field(
+        1, description="Lightning devices per node: a count, -1 or 'auto' for all, or a list such as '0,1'"
+    )
+    strategy: str = Field("auto", description="Lightning strategy: auto, ddp, fsdp, ...")
+    num_nodes: int = Field(1, ge=1, description="machines, each running `devices` processes")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; default: torch's choice")
 
 

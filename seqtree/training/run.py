@@ -4,6 +4,13 @@ The run directory holds Lightning's resumable checkpoints (``checkpoints/last.ck
 (``csv/metrics.csv``); the export folder holds ``config.json``, ``model.safetensors``, the tokenizer file and a
 model card (``README.md``) with the command, data, parameters, validation bits per token beside the unigram
 baseline, and training time.
+
+Several devices and nodes (``training.devices``, ``strategy``, ``num_nodes``: Lightning's DDP or FSDP): every
+process runs this function; Lightning relaunches the command line for the other local ranks (or torchrun / SLURM
+starts them all). Each rank trains on its shard of the data (Lightning's DistributedSampler) with its own noise
+draws, so one step is ``batch_size`` x processes rows; ``max_steps`` counts optimizer steps, and validation adds
+the ranks' sums. Only global rank 0 writes: Lightning's checkpoints and CSV log, and the export folder, which is
+rebuilt from ``last.ckpt`` (the full weights whatever the strategy sharded).
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
 import seqtree.models.loading  # noqa: F401  (registers the backbones with transformers Auto classes)
@@ -28,6 +35,7 @@ from seqtree.models.transformer import SeqTreeTransformer, SeqTreeTransformerCon
 from seqtree.schedules import make_schedule
 from seqtree.training.data import SequenceDataModule, read_sequences
 from seqtree.training.pretrain import MaskedDiffusionLM
+from seqtree.training.ranks import rank_seed
 from seqtree.training.recipe import TrainRecipe
 
 LAST_CHECKPOINT = "last.ckpt"
@@ -41,8 +49,9 @@ class TrainSummary:
     steps: int
     seconds: float
     tokens_per_second: float
-    first_train_loss: float | None
+    first_train_loss: float | None  # None on ranks other than 0, which do not read the log
     last_train_loss: float | None
+    processes: int = 1  # DDP / FSDP world size
 
 
 def build_backbone(recipe: TrainRecipe, tokenizer: Tokenizer) -> torch.nn.Module:
@@ -147,18 +156,20 @@ def train(
     checkpoint = ModelCheckpoint(
         dirpath=checkpoint_dir, save_last=True, every_n_train_steps=opt.checkpoint_every_steps, save_top_k=0
     )
-    callbacks = [checkpoint]
+    callbacks = [checkpoint, _RankNoise(opt.seed)]
     if progress:
         callbacks.append(TQDMProgressBar(refresh_rate=20))
     trainer = L.Trainer(
         max_steps=opt.max_steps,
         accelerator=opt.accelerator,
-        devices=1,
+        devices=opt.devices,
+        strategy=opt.strategy,
+        num_nodes=opt.num_nodes,
         precision=opt.precision,
         logger=logger,
         callbacks=callbacks,
-        val_check_interval=min(opt.val_every_steps, data.steps_per_epoch()),
-        check_val_every_n_epoch=None if opt.val_every_steps <= data.steps_per_epoch() else 1,
+        val_check_interval=opt.val_every_steps,  # optimizer steps, across epochs (whatever each rank's shard)
+        check_val_every_n_epoch=None,
         enable_progress_bar=progress,
         enable_model_summary=False,
         log_every_n_steps=min(10, data.steps_per_epoch()),
@@ -168,11 +179,11 @@ def train(
     started = time.perf_counter()
     trainer.fit(system, datamodule=data, ckpt_path=str(last) if resume else None, weights_only=True)
     seconds = time.perf_counter() - started
-    trainer.save_checkpoint(str(last))
-    val = trainer.validate(system, datamodule=data, verbose=False)[0]["val_bpt"]
+    trainer.save_checkpoint(str(last))  # every rank calls it (FSDP gathers); rank 0 writes
+    val = trainer.validate(system, datamodule=data, verbose=False)[0]["val_bpt"]  # the same on every rank
     baseline = data.baseline()
-    losses = train_losses(output_dir / "csv")
-    tokens_seen = trainer.global_step * recipe.data.batch_size * recipe.data.max_length
+    losses = train_losses(output_dir / "csv") if trainer.is_global_zero else []
+    tokens_seen = trainer.global_step * trainer.world_size * recipe.data.batch_size * recipe.data.max_length
     summary = TrainSummary(
         export_dir=Path(recipe.export_dir or output_dir / "model"),
         val_bits_per_token=float(val),
@@ -182,11 +193,38 @@ def train(
         tokens_per_second=tokens_seen / max(seconds, 1e-9),
         first_train_loss=losses[0] if losses else None,
         last_train_loss=losses[-1] if losses else None,
+        processes=trainer.world_size,
     )
+    if not trainer.is_global_zero:
+        return summary
     command = command or " ".join(shlex.quote(a) for a in sys.argv)
-    export(backbone, tokenizer, recipe, summary, command, length_histogram(data.train_encoded, recipe.data.max_length))
+    trained = trained_backbone(recipe, tokenizer, last)
+    export(trained, tokenizer, recipe, summary, command, length_histogram(data.train_encoded, recipe.data.max_length))
     write_sample_report(summary.export_dir, recipe.domain, seed=opt.seed)
     return summary
+
+
+class _RankNoise(Callback):
+    """Every rank starts from the recipe's seed (the same initial weights, the same DistributedSampler order); from
+    the first step each rank draws its masking noise and crops from its own seed (:func:`rank_seed`), so that DDP's
+    ranks do not repeat each other's draws. A single process keeps the seeded stream as it is."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.world_size > 1:
+            torch.manual_seed(rank_seed(self.seed, trainer.global_rank))
+
+
+def trained_backbone(recipe: TrainRecipe, tokenizer: Tokenizer, checkpoint: Path) -> torch.nn.Module:
+    """A fresh backbone with the trained weights of a Lightning checkpoint: the checkpoint holds the full weights
+    whatever the strategy kept in memory (FSDP shards the module it trains)."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    backbone = build_backbone(recipe, tokenizer)
+    prefix = "backbone."
+    backbone.load_state_dict({name[len(prefix) :]: value for name, value in state.items() if name.startswith(prefix)})
+    return backbone
 
 
 def length_histogram(encoded: list[list[int]], max_length: int) -> list[int]:
@@ -212,6 +250,7 @@ def export(
         "domain": recipe.domain,
         "parameters": parameters,
         "steps": summary.steps,
+        "processes": summary.processes,
         "train_seconds": round(summary.seconds, 1),
         "tokens_per_second": round(summary.tokens_per_second),
         "val_bits_per_token": round(summary.val_bits_per_token, 4),
@@ -223,10 +262,14 @@ def export(
     architecture = (
         f"{m.architecture} ({m.num_layers} layers, width {m.hidden_size}, time conditioning {m.time_conditioning})"
     )
+    where = f"{torch.get_num_threads()} CPU threads"
+    if summary.processes > 1:
+        where = f"{summary.processes} processes ({recipe.training.strategy}, {where} each)"
     timing = (
-        f"{summary.seconds / 60:.1f} min on {torch.get_num_threads()} CPU threads "
+        f"{summary.seconds / 60:.1f} min on {where} "
         f"({summary.tokens_per_second:,.0f} tokens/s, padding included; the last attempt when resumed)"
     )
+    batch = f"{recipe.data.batch_size}" + (f" x {summary.processes} processes" if summary.processes > 1 else "")
     card = f"""# {recipe.name}
 
 A masked diffusion denoiser for **{recipe.domain}** sequences, trained by seqtree's own `seqtree train`.
@@ -236,7 +279,7 @@ A masked diffusion denoiser for **{recipe.domain}** sequences, trained by seqtre
 | architecture | {architecture} |
 | parameters | {parameters:,} |
 | training data | `{recipe.data.train}` (validation `{recipe.data.val}`), rows of {recipe.data.max_length} tokens |
-| steps x batch | {summary.steps} x {recipe.data.batch_size} |
+| steps x batch | {summary.steps} x {batch} |
 | noise schedule | {recipe.diffusion.schedule} (eps {recipe.diffusion.eps}) |
 | validation bits per token (NELBO) | **{summary.val_bits_per_token:.4f}** |
 | unigram baseline, same validation data | {summary.unigram_bits_per_token:.4f} |

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from seqtree.diffusion import MaskedDiffusion
+from seqtree.training.ranks import rank_seed
 from seqtree.trajectory import replay_log_probs
 
 
@@ -113,8 +114,9 @@ class WDCEFineTuner(L.LightningModule):
         self.seed = seed
 
     def on_train_start(self) -> None:
-        # Created here, on the device Lightning chose, so that the draws live where the batch does.
-        self.generator = torch.Generator(device=self.device).manual_seed(self.seed)
+        # Created here, on the device Lightning chose, so that the draws live where the batch does; under DDP rank r
+        # draws from its own stream (rank 0 keeps the single-process one).
+        self.generator = torch.Generator(device=self.device).manual_seed(rank_seed(self.seed, self.global_rank))
 
     def forward(self, tokens: Tensor, t: Tensor) -> Tensor:
         return self.policy(tokens, t)
@@ -126,7 +128,7 @@ class WDCEFineTuner(L.LightningModule):
             self.policy, self.diffusion, tokens, designed, weights, replicates=self.replicates, cap=self.cap,
             generator=self.generator,
         )  # fmt: skip
-        self.log("wdce", loss, prog_bar=True, batch_size=tokens.shape[0])
+        self.log("wdce", loss, prog_bar=True, batch_size=tokens.shape[0], sync_dist=True)  # DDP: the ranks' mean
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
@@ -143,5 +145,6 @@ class WDCEFineTuner(L.LightningModule):
     @torch.no_grad()
     def pretrained_path_log_prob(self, tokens: Tensor, unmask_step: Tensor, num_steps: int) -> tuple[Tensor, int]:
         """([N] float64 log p_pre of each recorded path, NFE spent) by replaying it under the frozen model."""
-        replay = replay_log_probs(self.pretrained, self.diffusion, tokens, unmask_step, num_steps)
-        return replay.step_log_prob.double().sum(-1), replay.nfe
+        device = next(self.pretrained.parameters()).device
+        replay = replay_log_probs(self.pretrained, self.diffusion, tokens.to(device), unmask_step.to(device), num_steps)
+        return replay.step_log_prob.double().sum(-1).cpu(), replay.nfe

@@ -1,0 +1,119 @@
+"""Where a model runs and in which precision: device names, autocast and the run's generators.
+
+A recipe names a device (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``) and a precision (``fp32``, ``bf16``,
+``fp16``). :func:`resolve_device` turns the name into a ``torch.device`` that exists on this machine, or raises a
+:class:`DeviceError` that says which device is missing, so the CLI can name the recipe field instead of failing
+later inside CUDA. Mixed precision is autocast around the denoiser's forward pass only
+(:class:`AutocastDenoiser`): the SUBS rule, the reverse step and every log-probability stay float32.
+
+Randomness (issue 13): the search's generator lives on the model's device, so the reverse process draws its
+uniforms where its tensors are, without a host round trip. Host-side draws (tree selection, resampling indices,
+remask proposals) use :func:`host_generator`: on CPU the same generator (CPU runs are unchanged), elsewhere a CPU
+generator seeded from the device generator's seed, so a seed still fixes the whole run on one kind of device.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from typing import Literal
+
+import torch
+from torch import nn
+
+Precision = Literal["fp32", "bf16", "fp16"]
+PRECISION_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+HOST_SEED_OFFSET = 0x5EED  # keeps the host stream apart from the device stream of the same seed
+
+
+class DeviceError(ValueError):
+    """A device that this machine does not have, or a precision it cannot run."""
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` is CUDA when available, else MPS, else CPU; an explicit device must exist here."""
+    name = str(name).strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise DeviceError(f"{name!r} is not a device; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cpu":
+        return torch.device("cpu")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise DeviceError(f"{name!r}: CUDA is not available on this machine (use auto or cpu)")
+        index = 0 if device.index is None else device.index
+        if index >= count:
+            raise DeviceError(f"{name!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+        return torch.device("cuda", index)
+    if device.type == "mps":
+        if not _mps_available():
+            raise DeviceError(f"{name!r}: MPS (Apple GPU) is not available on this machine (use auto or cpu)")
+        return device
+    raise DeviceError(f"{name!r}: seqtree runs on cpu, cuda or mps")
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def check_precision(precision: Precision, device: torch.device) -> None:
+    """fp16 autocast needs an accelerator; bf16 runs everywhere (slowly on old CPUs)."""
+    if precision not in PRECISION_DTYPES:
+        raise DeviceError(f"precision {precision!r}: choose fp32, bf16 or fp16")
+    if precision == "fp16" and device.type == "cpu":
+        raise DeviceError("fp16 autocast needs a GPU; use bf16 or fp32 on cpu")
+
+
+def autocast(device: torch.device, precision: Precision) -> AbstractContextManager:
+    """The autocast context for ``precision`` on ``device`` (a no-op for fp32)."""
+    dtype = PRECISION_DTYPES[precision]
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+class AutocastDenoiser(nn.Module):
+    """A denoiser whose forward pass runs under autocast; its logits come back as float32 for the SUBS rule.
+
+    Wrapping keeps precision out of every algorithm: the engine, the samplers and the benchmarks call it like any
+    denoiser. ``inner`` is the wrapped network (training and saving use it, not the wrapper).
+    """
+
+    def __init__(self, inner: nn.Module, precision: Precision) -> None:
+        super().__init__()
+        self.inner = inner
+        self.precision = precision
+
+    @property
+    def config(self):
+        return getattr(self.inner, "config", None)
+
+    def forward(self, tokens: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        with autocast(tokens.device, self.precision):
+            logits = self.inner(tokens, t)
+        return logits.float()
+
+
+def with_precision(denoiser: nn.Module, precision: Precision) -> nn.Module:
+    """``denoiser`` itself for fp32, else wrapped in :class:`AutocastDenoiser`."""
+    return denoiser if PRECISION_DTYPES[precision] is None else AutocastDenoiser(denoiser, precision)
+
+
+def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator on ``device`` seeded with ``seed`` (the run's one source of randomness)."""
+    return torch.Generator(device=torch.device(device)).manual_seed(int(seed))
+
+
+def host_generator(generator: torch.Generator) -> torch.Generator:
+    """The generator for host-side draws: ``generator`` itself on CPU, else a CPU generator seeded from it."""
+    if generator.device.type == "cpu":
+        return generator
+    return torch.Generator().manual_seed(generator.initial_seed() + HOST_SEED_OFFSET)
