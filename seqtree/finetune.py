@@ -182,6 +182,7 @@ def run_finetune(
         summary = _summarize(session, interrupted=session.stop.requested, seconds=seconds, resumed=bool(done))
         rundir.write_json(run_dir / rundir.SUMMARY, summary)
     summary, metrics = ranks.share((summary, session.metrics))  # the other ranks return rank 0's record
+    ranks.close()
     return FinetuneRun(recipe, run_dir, metrics, summary)
 
 

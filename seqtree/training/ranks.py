@@ -50,6 +50,14 @@ class Ranks:
         torch.distributed.broadcast_object_list(box, src=0, group=self.group)
         return box[0]
 
+    def close(self) -> None:
+        """Wait for every rank, then tear the process groups down, so that no collective's thread outlives the
+        interpreter: exiting with them alive can abort a rank ("terminate called without an active exception")."""
+        if self.world_size == 1 or not torch.distributed.is_initialized():
+            return
+        torch.distributed.barrier(group=self.group)
+        torch.distributed.destroy_process_group()  # the default group and every subgroup
+
 
 def launch_ranks(*, accelerator: str, devices: int | str, num_nodes: int, strategy: str) -> Ranks:
     """Start (or join) the DDP processes that these Lightning settings describe; one process needs none."""
