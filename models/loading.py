@@ -23,6 +23,7 @@ from transformers.utils import logging as transformers_logging
 from seqtree.device import Precision, check_precision, resolve_device, with_precision
 from seqtree.diffusion import MaskedDiffusion
 from seqtree.models.dilated_cnn import DilatedCNN, DilatedCNNConfig
+from seqtree.models.framing import Framing, hf_framing, seqtree_framing
 from seqtree.models.hf_adapter import HFMaskedLMDenoiser
 from seqtree.models.tokenizers import TOKENIZER_FILE, HFTokenizer, Tokenizer, load_tokenizer
 from seqtree.models.transformer import SeqTreeTransformer, SeqTreeTransformerConfig
@@ -55,6 +56,7 @@ class LoadedModel:
     domain: str | None  # dna, protein, smiles, text, or None when unknown
     length_counts: list[int] | None = None  # counts[n]: training sequences of n tokens (seqtree checkpoints)
     precision: Precision = "fp32"  # autocast of inference forward passes (training sets its own)
+    framing: Framing = Framing(family="unknown")  # special tokens around a design, and whether rows are padded
 
     @property
     def device(self) -> torch.device:
@@ -131,6 +133,7 @@ def load_model(
         max_length = getattr(config, "max_positions", None)
         domain = getattr(config, "domain", None)
         length_counts = getattr(config, "length_counts", None)
+        framing = seqtree_framing(config.model_type)
     else:
         tokenizer = HFTokenizer(str(location), trust_remote_code=trust_remote_code)
         # A tokenizer without a pad token pads with its mask id; hiding that id from attention would hide every
@@ -141,7 +144,12 @@ def load_model(
         max_length = getattr(denoiser.config, "max_position_embeddings", None)
         domain = None
         length_counts = None
+        framing = hf_framing(tokenizer.hf, getattr(denoiser.config, "model_type", None))
     vocab_size = max(tokenizer.vocab_size, int(denoiser.config.vocab_size))
-    diffusion = MaskedDiffusion.for_tokenizer(tokenizer, schedule=schedule, vocab_size=vocab_size)
+    diffusion = MaskedDiffusion.for_tokenizer(
+        tokenizer, schedule=schedule, vocab_size=vocab_size, forbidden_ids=framing.forbidden
+    )
     denoiser.to(device).eval()
-    return LoadedModel(denoiser, tokenizer, diffusion, str(name_or_path), max_length, domain, length_counts, precision)
+    return LoadedModel(
+        denoiser, tokenizer, diffusion, str(name_or_path), max_length, domain, length_counts, precision, framing
+    )

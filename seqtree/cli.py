@@ -117,7 +117,7 @@ def sample(
 ) -> None:
     """Sample sequences from a model, one per line (FASTA-style header with the model log-probability)."""
     from seqtree.device import DeviceError, check_precision, host_generator, make_generator, resolve_device
-    from seqtree.generate import initial_tokens, roots_of_lengths, sample_sequences
+    from seqtree.generate import model_root, model_roots, sample_sequences
     from seqtree.models.loading import load_model
     from seqtree.models.tokenizers import TokenizationError
     from seqtree.samplers import SAMPLERS
@@ -135,15 +135,14 @@ def sample(
     generator = make_generator(seed, where)
     try:
         loaded = load_model(model, device=where, precision=precision)
-        row = loaded.max_length
         if scaffold is not None:
-            root = initial_tokens(loaded.tokenizer, scaffold=scaffold, row_length=row)
+            root = model_root(loaded, scaffold=scaffold)
         elif length is not None:
-            root = initial_tokens(loaded.tokenizer, prompt=prompt, length=length, row_length=row)
-        else:  # lengths from the training data, less the prompt
-            used = len(loaded.tokenizer.encode(prompt))
+            root = model_root(loaded, prompt=prompt, length=length)
+        else:  # lengths from the training data, less the prompt and the model's frame
+            used = len(loaded.tokenizer.encode(prompt)) + loaded.framing.size
             lengths = [max(1, n - used) for n in loaded.sample_lengths(num, host_generator(generator))]
-            root = roots_of_lengths(loaded.tokenizer, lengths, prompt, row)
+            root = model_roots(loaded, lengths, prompt)
     except (FileNotFoundError, TokenizationError, ValueError) as error:
         _fail(str(error))
     options = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
@@ -375,6 +374,58 @@ def ehrlich_prepare(
         f"next: seqtree train {folder / 'train.yaml'}\n"
         f"then: seqtree design {folder / 'design.yaml'}   or   seqtree finetune {folder / 'design.yaml'}"
     )
+
+
+@models_app.command(
+    "inspect", epilog="Example: seqtree models inspect path/to/esm2-folder --length 60 --trust-remote-code"
+)
+def models_inspect(
+    model: Annotated[str, typer.Argument(help="shipped checkpoint name, local folder or hub id")],
+    length: Annotated[int, typer.Option(min=1, help="design length for the example row")] = 8,
+    trust_remote_code: Annotated[bool, typer.Option(help="allow a hub model's own code to run")] = False,
+) -> None:
+    """What seqtree understood of a model before any compute is spent: family, frame, mask and special ids,
+    vocabulary, maximum length, time conditioning, and one example root row."""
+    from seqtree.generate import model_root
+    from seqtree.models.loading import load_model
+    from seqtree.models.tokenizers import TokenizationError
+
+    try:
+        loaded = load_model(model, trust_remote_code=trust_remote_code, device="cpu")
+        root = model_root(loaded, length=length)
+    except (FileNotFoundError, TokenizationError, ValueError) as error:
+        _fail(str(error))
+    tokenizer, framing = loaded.tokenizer, loaded.framing
+    convert = getattr(getattr(tokenizer, "hf", None), "convert_ids_to_tokens", None)
+    names = (lambda ids: convert(list(ids))) if convert else (lambda ids: [str(i) for i in ids])
+    config = getattr(loaded.denoiser, "config", None)
+    timed = bool(getattr(config, "time_conditioning", False))
+    parameters = sum(p.numel() for p in loaded.denoiser.parameters())
+    facts = [
+        ("model", f"{model} ({type(loaded.denoiser).__name__}, {parameters:,} parameters)"),
+        ("family", framing.family),
+        ("frame", f"{' '.join(names(framing.prefix)) or '-'} <design> {' '.join(names(framing.suffix)) or '-'}"),
+        ("rows", "padded to the model's length, as in training" if framing.pad_rows else "design length + frame"),
+        ("mask id", f"{tokenizer.mask_id} ({' '.join(names([tokenizer.mask_id]))})"),
+        ("pad id", f"{tokenizer.pad_id}"),
+        ("special ids (never sampled, never decoded)", " ".join(map(str, sorted(tokenizer.special_ids)))),
+        ("not design tokens (never sampled)", " ".join(names(framing.forbidden)) or "-"),
+        ("vocabulary", f"{tokenizer.vocab_size} tokens (diffusion over {loaded.diffusion.vocab_size})"),
+        ("maximum length", str(loaded.max_length)),
+        ("time conditioning", "yes" if timed else "no (time-independent denoiser)"),
+        (f"root of a {length}-token design", _runs(root.tolist(), names)),
+    ]
+    width = max(len(key) for key, _ in facts)
+    for key, value in facts:
+        typer.echo(f"{key:<{width}}  {value}")
+
+
+def _runs(ids: list[int], names) -> str:
+    """Token ids as name x count runs, e.g. ``<cls> <mask>x60 <eos>`` (a root row at a glance)."""
+    import itertools
+
+    runs = [(key, len(list(group))) for key, group in itertools.groupby(ids)]
+    return " ".join(f"{names([key])[0]}" + (f"x{count}" if count > 1 else "") for key, count in runs)
 
 
 @models_app.command("list")

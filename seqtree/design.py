@@ -85,16 +85,12 @@ def resolved_run_dir(recipe: DesignRecipe, out: Path | None) -> Path:
 
 
 def build_root(recipe: DesignRecipe, model) -> torch.Tensor:
-    from seqtree.generate import initial_tokens
+    """The design's root in the model's frame (:func:`seqtree.generate.model_root`)."""
+    from seqtree.generate import model_root
 
     design = recipe.design
-    return initial_tokens(
-        model.tokenizer,
-        length=design.length if design.scaffold is None else None,
-        prompt=design.prompt,
-        scaffold=design.scaffold,
-        row_length=model.max_length,
-    )
+    length = design.length if design.scaffold is None else None
+    return model_root(model, length=length, prompt=design.prompt, scaffold=design.scaffold)
 
 
 def build_oracle(recipe: DesignRecipe):
@@ -174,9 +170,26 @@ def check_design_recipe(recipe: DesignRecipe) -> dict[str, str]:
         limit = config.get("max_positions") or config.get("max_position_embeddings")
         design = recipe.design
         needed = len(design.scaffold) if design.scaffold is not None else len(design.prompt) + (design.length or 0)
+        needed += _frame_size(location, config)
         if limit and needed > limit:
-            raise ValueError(f"design: {needed} positions do not fit model {recipe.model.name!r} (at most {limit})")
+            raise ValueError(
+                f"design: {needed} positions (with the model's frame) do not fit model {recipe.model.name!r} "
+                f"(at most {limit})"
+            )
     return {"oracle": getattr(oracle, "name", type(oracle).__name__), "model": str(location), "device": str(device)}
+
+
+def _frame_size(location: Path, config: dict) -> int:
+    """Special tokens a Hugging Face model's frame adds around a design (seqtree's own checkpoints add none); read
+    from its tokenizer alone, without loading weights."""
+    from seqtree.models.loading import BACKBONES
+
+    if config.get("model_type") in BACKBONES:
+        return 0
+    from seqtree.models.framing import hf_framing
+    from seqtree.models.tokenizers import HFTokenizer
+
+    return hf_framing(HFTokenizer(str(location)).hf, config.get("model_type")).size
 
 
 def run_design(

@@ -83,6 +83,33 @@ def filter_log_probs(
     return scores.log_softmax(-1)
 
 
+class DenoiserOutputError(ValueError):
+    """A denoiser returned NaN or infinite logits (caught before sampling, with the model and the step named)."""
+
+
+def denoiser_name(denoiser) -> str:
+    """The model a denoiser was loaded from (its config's path), else its class."""
+    config = getattr(denoiser, "config", None)
+    return str(getattr(config, "_name_or_path", "") or type(denoiser).__name__)
+
+
+def check_log_probs(log_probs: Tensor, denoiser, t: Tensor, steps: Tensor | None = None) -> None:
+    """Refuse a clean-token distribution with NaN in it (NaN or +inf logits, or no finite logit at a masked
+    position) with an error naming the model and the step, instead of a crash inside ``torch.multinomial``
+    (issue 14: ESM-2's token dropout on a fully masked row without its frame divides by zero)."""
+    broken = torch.isnan(log_probs).flatten(1).any(-1)  # [B]
+    if not bool(broken.any()):
+        return
+    rows = broken.nonzero().squeeze(1)
+    times = sorted({round(float(v), 4) for v in t[rows].tolist()})
+    where = "" if steps is None else f" at reverse step(s) {sorted(set(steps[rows].tolist()))[:4]}"
+    raise DenoiserOutputError(
+        f"denoiser {denoiser_name(denoiser)!r} returned NaN or infinite logits for {rows.numel()} of "
+        f"{len(broken)} rows{where} (t = {', '.join(map(str, times[:4]))}); check the model and its frame "
+        "(seqtree models inspect)"
+    )
+
+
 def sample_categorical(log_probs: Tensor, generator: torch.Generator | None) -> Tensor:
     """One draw per row of log_probs [N, V] -> Long[N], through ``generator``."""
     if log_probs.shape[0] == 0:
@@ -125,15 +152,22 @@ class MaskedDiffusion:
         return self._forbidden_on[device]
 
     @classmethod
-    def for_tokenizer(cls, tokenizer, schedule: NoiseSchedule | None = None, vocab_size: int | None = None):
+    def for_tokenizer(
+        cls,
+        tokenizer,
+        schedule: NoiseSchedule | None = None,
+        vocab_size: int | None = None,
+        forbidden_ids: Iterable[int] = (),
+    ):
         """The process of a tokenizer. ``vocab_size`` may exceed the tokenizer's (padded embedding tables);
-        ids beyond the tokenizer are forbidden like special ids, so they are never sampled."""
+        ids beyond the tokenizer are forbidden like special ids, so they are never sampled, and so are
+        ``forbidden_ids`` (a model family's non-design tokens, :mod:`seqtree.models.framing`)."""
         vocab_size = vocab_size or tokenizer.vocab_size
         unused = range(tokenizer.vocab_size, vocab_size)
         return cls(
             mask_id=tokenizer.mask_id,
             vocab_size=vocab_size,
-            forbidden_ids=[*tokenizer.special_ids, *unused],
+            forbidden_ids=[*tokenizer.special_ids, *unused, *forbidden_ids],
             schedule=schedule,
         )
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from seqtree.diffusion import Denoiser, MaskedDiffusion
+from seqtree.diffusion import Denoiser, MaskedDiffusion, check_log_probs
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,9 @@ class _Accumulator:
     def denoise(self, diffusion: MaskedDiffusion, denoiser: Denoiser, x: Tensor, t: Tensor) -> Tensor:
         self.nfe += x.shape[0]
         self.num_calls += 1
-        return diffusion.denoise(denoiser, x, t)
+        log_probs = diffusion.denoise(denoiser, x, t)
+        check_log_probs(log_probs, denoiser, t)
+        return log_probs
 
     def add(self, step_log_prob: Tensor, step_log_prob_model: Tensor, rows: Tensor | slice = slice(None)) -> None:
         self.log_prob[rows] += step_log_prob

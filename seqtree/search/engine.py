@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from seqtree.device import host_generator
+from seqtree.diffusion import check_log_probs
 from seqtree.search.budget import STOP_NFE, STOP_ORACLE, Budget, Meter
 from seqtree.search.problem import SearchProblem
 from seqtree.search.result import UNKNOWN_STEP, CurvePoint, Designs, SearchResult, Trajectories, pareto_mask
@@ -161,6 +162,7 @@ class Engine:
             logits = self.problem.denoiser(tokens, t)
         self.meter.charge_nfe(int(order.numel()))
         log_probs = self.problem.diffusion.subs_log_probs(logits, tokens)
+        check_log_probs(log_probs, self.problem.denoiser, t, steps=rows[:, -1])
         position = torch.empty(unique.shape[0], dtype=torch.long, device=x.device)
         position[order] = torch.arange(order.numel(), device=x.device)
         return log_probs[position[inverse[kept]]], kept
