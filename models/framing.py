@@ -42,6 +42,9 @@ def seqtree_framing(model_type: str) -> Framing:
 # A protein masked LM's vocabulary (ESM-2's: the 20 amino acids, X B U Z O, the gap and insertion symbols "." and "-")
 # holds letters a design must not contain; when all 20 canonical amino acids are single tokens, only they are designed.
 CANONICAL_AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
+# A nucleotide vocabulary (Nucleotide Transformer's 6-mers and single bases) holds N, the unknown base: pieces with N
+# are not designed, so oracles receive A, C, G and T only.
+NUCLEOTIDES = "ACGT"
 
 
 def hf_framing(hf_tokenizer, model_type: str | None) -> Framing:
@@ -63,8 +66,11 @@ def _not_design_tokens(hf_tokenizer, special: set[int]) -> tuple[int, ...]:
     vocab = hf_tokenizer.get_vocab()
     control = {i for token, i in vocab.items() if token.startswith("<") and token.endswith(">") and i not in special}
     singles = {token: i for token, i in vocab.items() if len(token) == 1 and i not in special}
+    pieces = {token: i for token, i in vocab.items() if i not in special and i not in control}
     if set(CANONICAL_AMINO_ACIDS) <= set(singles):
         control |= {i for token, i in singles.items() if token not in CANONICAL_AMINO_ACIDS}
+    elif pieces and all(set(token.upper()) <= set(NUCLEOTIDES + "N") for token in pieces):
+        control |= {i for token, i in pieces.items() if "N" in token.upper()}
     return tuple(sorted(control))
 
 

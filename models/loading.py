@@ -112,6 +112,19 @@ def _is_seqtree_folder(path: Path | str) -> bool:
     return model_type in BACKBONES and (path / TOKENIZER_FILE).is_file()
 
 
+def _refuse_unasked_remote_code(location: Path | str, name: str | Path, trust_remote_code: bool) -> None:
+    """A model that ships its own code (``auto_map`` in its config: MDLM, LLaDA) loads only when the recipe names
+    ``trust_remote_code``; otherwise one line says so, before transformers would ask on the terminal."""
+    if trust_remote_code or not isinstance(location, Path):
+        return
+    config = json.loads((location / "config.json").read_text())
+    if config.get("auto_map"):
+        raise ValueError(
+            f"model {str(name)!r} ships its own code (auto_map in its config.json); set model.trust_remote_code: true "
+            "(--trust-remote-code for seqtree sample) if you trust it"
+        )
+
+
 def load_model(
     name_or_path: str | Path,
     *,
@@ -135,6 +148,7 @@ def load_model(
         length_counts = getattr(config, "length_counts", None)
         framing = seqtree_framing(config.model_type)
     else:
+        _refuse_unasked_remote_code(location, name_or_path, trust_remote_code)
         tokenizer = HFTokenizer(str(location), trust_remote_code=trust_remote_code)
         # A tokenizer without a pad token pads with its mask id; hiding that id from attention would hide every
         # masked position, so the adapter then hides only the model config's own pad id, if any.

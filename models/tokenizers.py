@@ -280,10 +280,12 @@ class HFTokenizer(Tokenizer):
         self.mask_id = int(self.hf.mask_token_id)
         pad = self.hf.pad_token_id
         self.pad_id = int(pad) if pad is not None else self.mask_id
-        # Character-level vocabularies (ESM-2's amino acids) decode by concatenation, not with spaces between.
+        # Character-level vocabularies (ESM-2's amino acids) and the ESM family's k-mer vocabularies (Nucleotide
+        # Transformer's 6-mers) decode by concatenation: their tokenizer would put spaces between the pieces.
         special = set(self.hf.all_special_tokens)
         pieces = [t for t in self.hf.get_vocab() if t not in special and not (t.startswith("<") and t.endswith(">"))]
         self.character_level = bool(pieces) and all(len(t) == 1 for t in pieces)
+        self.concatenate = self.character_level or type(self.hf).__name__.startswith("EsmTokenizer")
 
     @property
     def vocab_size(self) -> int:
@@ -308,7 +310,7 @@ class HFTokenizer(Tokenizer):
     def decode(self, ids: list[int]) -> str:
         special = self.special_ids
         kept = [i for i in ids if i not in special]
-        if self.character_level:
+        if self.concatenate:
             return "".join(self.hf.convert_ids_to_tokens(kept))
         return self.hf.decode(kept, clean_up_tokenization_spaces=False)
 

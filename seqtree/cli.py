@@ -114,6 +114,7 @@ def sample(
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps")] = "auto",
     precision: Annotated[str, typer.Option(help="fp32, bf16 or fp16 autocast of the denoiser")] = "fp32",
+    trust_remote_code: Annotated[bool, typer.Option(help="allow a model's own code to run (MDLM, LLaDA)")] = False,
 ) -> None:
     """Sample sequences from a model, one per line (FASTA-style header with the model log-probability)."""
     from seqtree.device import DeviceError, check_precision, host_generator, make_generator, resolve_device
@@ -134,7 +135,7 @@ def sample(
         _fail(f"--precision: {error}")
     generator = make_generator(seed, where)
     try:
-        loaded = load_model(model, device=where, precision=precision)
+        loaded = load_model(model, device=where, precision=precision, trust_remote_code=trust_remote_code)
         if scaffold is not None:
             root = model_root(loaded, scaffold=scaffold)
         elif length is not None:

@@ -136,3 +136,57 @@ def test_nan_logits_are_refused_naming_the_model_and_the_step():
 
     with pytest.raises(DenoiserOutputError, match="returned NaN"):
         get_sampler("ancestral")(NaNDenoiser(), diffusion, root.unsqueeze(0), num_steps=4)
+
+
+@pytest.fixture(scope="module")
+def nucleotide_transformer_dir(tmp_path_factory):
+    """A tiny EsmForMaskedLM with a Nucleotide-Transformer-style tokenizer: every 6-mer of ACGT, then single bases
+    and N, <cls> framing."""
+    import itertools
+
+    from transformers import EsmConfig, EsmForMaskedLM, EsmTokenizer
+
+    directory = tmp_path_factory.mktemp("nt-like")
+    kmers = ["".join(p) for p in itertools.product("ACGT", repeat=6)]
+    (directory / "vocab.txt").write_text("\n".join(["<unk>", "<pad>", "<mask>", "<cls>", "<eos>", *kmers, *"ACGTN"]))
+    tokenizer = EsmTokenizer(str(directory / "vocab.txt"), unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
+                             cls_token="<cls>", eos_token="<eos>")  # fmt: skip
+    config = EsmConfig(
+        vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+        max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id, mask_token_id=tokenizer.mask_token_id,
+        position_embedding_type="rotary", token_dropout=False,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    EsmForMaskedLM(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def test_a_kmer_dna_model_designs_tokens_and_reports_bases(nucleotide_transformer_dir, tmp_path):
+    model = load_model(nucleotide_transformer_dir)
+    hf = model.tokenizer.hf
+    with_n = [i for token, i in hf.get_vocab().items() if "N" in token and not token.startswith("<")]
+    assert with_n and set(with_n) <= set(model.framing.forbidden)  # the unknown base is never designed
+    out = tmp_path / "run"
+    result = seqtree_inprocess(
+        "design", "recipes/dna.yaml", "--set", f"model.name={nucleotide_transformer_dir}", "--set", "design.length=4",
+        "--set", "budget.nfe=100", "--set", "budget.seconds=null", "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    sequences = pd.read_csv(out / "designs.csv")["sequence"]
+    # 4 tokens, each a 6-mer or a single base: the oracle saw bases, joined without spaces
+    assert len(sequences) and all(4 <= len(s) <= 24 and set(s) <= set("ACGT") for s in sequences)
+
+
+def test_a_model_with_its_own_code_needs_trust_remote_code_named(tmp_path):
+    folder = tmp_path / "remote"
+    folder.mkdir()
+    config = {"model_type": "toy", "auto_map": {"AutoModelForMaskedLM": "modeling_toy.ToyForMaskedLM"}}
+    (folder / "config.json").write_text(__import__("json").dumps(config))
+    for args in (
+        ["sample", str(folder), "--num", "1", "--length", "3"],
+        ["design", "recipes/protein.yaml", "--set", f"model.name={folder}", "--out", str(tmp_path / "r")],
+    ):
+        result = seqtree_inprocess(*args)
+        assert result.returncode == 2 and "trust_remote_code" in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
