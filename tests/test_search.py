@@ -334,6 +334,22 @@ def test_mcts_finds_the_argmax_more_often_than_sampling(toy):
     assert argmax_hits(run_mcts, toy, num_children=16) >= 13
 
 
+def test_mcts_with_several_leaves_per_iteration_expands_distinct_leaves(toy):
+    """With 8 leaves per iteration and K = 2 children each: iteration 1 expands the root (2 children), iteration 2
+    must expand both children (4 more nodes), iteration 3 all four grandchildren. With a constant negative reward a
+    virtual visit raises the chosen child's mean (W / N with W < 0), so PUCT alone returned the same leaf on every
+    descent and expanded one leaf per iteration (3, 5, 7 nodes; measured with the busy-leaf rule removed): on a GPU,
+    2% of the forward rate."""
+    oracle = TableOracle(torch.full((V**L,), -1.0, dtype=torch.float64), "ACGT", L)
+    sizes = [
+        run_mcts(
+            toy.problem(oracle), Budget(), generator=gen(), max_iterations=n, leaves_per_iteration=8, num_children=2
+        ).tree.size
+        for n in (1, 2, 3)
+    ]
+    assert sizes == [3, 7, 15]
+
+
 def test_dts_star_finds_the_argmax_at_about_the_rate_of_sampling(toy):
     """DTS* (greedy) measured 8 of 20 here, best-of-N's own rate (0.389; 10 of 20 at 1,200 NFE where best-of-N has
     0.627): on this small toy its tree does not beat sampling, and this test claims only that it optimises at all.
