@@ -211,9 +211,6 @@ def run_design(
     state_file = run_dir / rundir.SEARCH_STATE
     if not resume and (run_dir / rundir.SUMMARY).exists():
         raise FileExistsError(f"{run_dir} holds an earlier run; use --resume {run_dir} or choose another --out")
-    resolved = recipe.model_dump(mode="json")
-    rundir.write_atomic(run_dir / rundir.RECIPE, yaml.safe_dump(resolved, sort_keys=False))
-
     model = load_model(
         recipe.model.name, trust_remote_code=recipe.model.trust_remote_code, device=device,
         precision=recipe.model.precision,
@@ -228,6 +225,9 @@ def run_design(
             "tokens": (len(root),), "designed": (len(root),), "log_prob": (recipe.model.num_steps,),
             "rewards": (oracle.num_objectives,),
         })  # fmt: skip
+    # The run folder appears only once everything that can refuse the recipe has (model, oracle, design, buffer),
+    # so a refused recipe leaves nothing behind; from here on --resume has the recipe it needs.
+    rundir.write_atomic(run_dir / rundir.RECIPE, yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
     params = recipe.search.params()
     if supports_state(recipe):
         params["save_to"] = str(state_file)

@@ -190,3 +190,4 @@ def test_a_model_with_its_own_code_needs_trust_remote_code_named(tmp_path):
         result = seqtree_inprocess(*args)
         assert result.returncode == 2 and "trust_remote_code" in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()  # a refused recipe leaves no run folder behind
