@@ -96,15 +96,19 @@ def test_bert_frames_a_prompt_and_never_changes_it(tiny_bert_dir):
     assert all(s.startswith("the cat") and "[SEP]" not in s and "[CLS]" not in s for s in samples.sequences)
 
 
-def test_a_design_run_through_the_cli_on_an_esm2_folder(esm2_dir, tmp_path):
-    out = tmp_path / "run"
+def design_sequences(recipe: str, model_dir, length: int, nfe: int, out) -> list[str]:
+    """``seqtree design RECIPE`` with the model folder, a design length and an NFE budget; the designed sequences."""
     result = seqtree_inprocess(
-        "design", "recipes/protein.yaml", "--set", f"model.name={esm2_dir}", "--set", "design.length=12",
-        "--set", "budget.nfe=150", "--set", "budget.seconds=null", "--out", str(out),
+        "design", recipe, "--set", f"model.name={model_dir}", "--set", f"design.length={length}",
+        "--set", f"budget.nfe={nfe}", "--set", "budget.seconds=null", "--out", str(out),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    designs = pd.read_csv(out / "designs.csv")
-    assert len(designs) and all(len(s) == 12 and set(s) <= AMINO_ACIDS for s in designs["sequence"])
+    return list(pd.read_csv(out / "designs.csv")["sequence"])
+
+
+def test_a_design_run_through_the_cli_on_an_esm2_folder(esm2_dir, tmp_path):
+    designs = design_sequences("recipes/protein.yaml", esm2_dir, 12, 150, tmp_path / "run")
+    assert designs and all(len(s) == 12 and set(s) <= AMINO_ACIDS for s in designs)
 
 
 def test_models_inspect_shows_the_frame_and_a_too_long_design_names_the_limit(esm2_dir):
@@ -167,13 +171,7 @@ def test_a_kmer_dna_model_designs_tokens_and_reports_bases(nucleotide_transforme
     hf = model.tokenizer.hf
     with_n = [i for token, i in hf.get_vocab().items() if "N" in token and not token.startswith("<")]
     assert with_n and set(with_n) <= set(model.framing.forbidden)  # the unknown base is never designed
-    out = tmp_path / "run"
-    result = seqtree_inprocess(
-        "design", "recipes/dna.yaml", "--set", f"model.name={nucleotide_transformer_dir}", "--set", "design.length=4",
-        "--set", "budget.nfe=100", "--set", "budget.seconds=null", "--out", str(out),
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    sequences = pd.read_csv(out / "designs.csv")["sequence"]
+    sequences = design_sequences("recipes/dna.yaml", nucleotide_transformer_dir, 4, 100, tmp_path / "run")
     # 4 tokens, each a 6-mer or a single base: the oracle saw bases, joined without spaces
     assert len(sequences) and all(4 <= len(s) <= 24 and set(s) <= set("ACGT") for s in sequences)
 
