@@ -1,11 +1,12 @@
-"""Command line of the benchmarks (also ``seqtree bench ...`` from a source checkout):
+"""Command line of the benchmarks: ``seqtree bench ...`` wherever seqtree is installed (this folder installs as
+``seqtree.bench``), or ``python -m bench ...`` from a source checkout's root:
 
-``python -m bench search --out DIR [--quick]``   exactness, engine overhead and memory of the search engine
-``python -m bench sampling --out DIR``           sampling and training throughput of the shipped checkpoints
-``python -m bench recipes --out DIR``            wall time of every shipped recipe, split by component
-``python -m bench oracles [--n 1000]``           oracle throughput with and without the cache
-``python -m bench device --device cuda``         raw forward rows/s (fp32, bf16) against every algorithm's NFE/s
-``python -m bench ehrlich --out DIR [--quick]``  Ehrlich holo benchmark: all algorithms at equal NFE, holo's GA
+``seqtree bench search --out DIR [--quick]``   exactness, engine overhead and memory of the search engine
+``seqtree bench sampling --out DIR``           sampling and training throughput of the shipped checkpoints
+``seqtree bench recipes --out DIR``            wall time of every shipped recipe, split by component
+``seqtree bench oracles [--n 1000]``           oracle throughput with and without the cache
+``seqtree bench device --device cuda``         raw forward rows/s (fp32, bf16) against every algorithm's NFE/s
+``seqtree bench ehrlich --out DIR [--quick]``  Ehrlich holo benchmark: all algorithms at equal NFE, holo's GA
     (``--ga-sweep``: its tuned settings), ``--finetune``: search + fine-tuning rounds
 """
 
@@ -14,11 +15,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
+from seqtree.device import set_threads
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+def main(argv: list[str] | None = None, prog: str = "python -m bench") -> None:
+    formatter = argparse.RawDescriptionHelpFormatter  # the command table above as written
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=formatter)
     sub = parser.add_subparsers(dest="command", required=True)
     search = sub.add_parser("search", help="exactness and engine-overhead benchmarks of seqtree.search")
     search.add_argument("--out", type=Path, required=True, help="directory for the CSV tables and PNG plots")
@@ -28,13 +30,17 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("sampling", help="sampling (batch 1 and 64) and training throughput of checkpoints")
     recipes = sub.add_parser("recipes", help="wall time of every shipped recipe, split by component")
     recipes.add_argument("--out", type=Path, required=True)
-    recipes.add_argument("recipes", nargs="*", type=Path, help="recipe files (default: recipes/*.yaml)")
+    recipes.add_argument("recipes", nargs="*", type=Path, help="recipe files (default: ./recipes/*.yaml)")
     recipes.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     recipes.add_argument(
         "--against-sampling", action="store_true",
         help="each recipe's search against best-of-N at its NFE budget over --seeds seeds",
     )  # fmt: skip
     recipes.add_argument("--seeds", type=int, default=5, help="seeds of --against-sampling (default 5)")
+    recipes.add_argument(
+        "--algorithms", nargs="+", default=None, metavar="NAME",
+        help="with --against-sampling: also these algorithms at their defaults ('all': every registered one)",
+    )  # fmt: skip
     sub.add_parser("oracles", help="oracle throughput (seqtree.oracles.bench)")
     sub.add_parser("device", help="raw forward rate against every algorithm's NFE/s on a device (bench.device)")
     ehrlich = sub.add_parser("ehrlich", help="Ehrlich holo benchmark: every algorithm at equal NFE, holo's GA")
@@ -111,23 +117,24 @@ def main(argv: list[str] | None = None) -> None:
     args, rest = parser.parse_known_args(argv)  # sampling and oracles pass their own options through
     if rest and args.command not in ("sampling", "oracles", "device"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    if getattr(args, "threads", None):
-        torch.set_num_threads(args.threads)
+    set_threads(getattr(args, "threads", None))
     if args.command == "sampling":
-        from bench.sampling import main as sampling_main
+        from .sampling import main as sampling_main
 
         sampling_main(rest)
     elif args.command == "recipes":
-        from bench.recipes import against_sampling
-        from bench.recipes import run as run_recipes
+        from .recipes import against_sampling
+        from .recipes import run as run_recipes
 
         paths = args.recipes or sorted(Path("recipes").glob("*.yaml"))
+        if not paths:
+            parser.error("no recipes/*.yaml under the current directory: name the recipe files")
         if args.against_sampling:
-            against_sampling(args.out, paths, args.seeds)
+            against_sampling(args.out, paths, args.seeds, args.algorithms)
         else:
             run_recipes(args.out, paths)
     elif args.command == "device":
-        from bench.device import main as device_main
+        from .device import main as device_main
 
         device_main(rest)
     elif args.command == "oracles":
@@ -135,14 +142,15 @@ def main(argv: list[str] | None = None) -> None:
 
         oracles_main(rest)
     elif args.command == "ehrlich":
-        from bench.ehrlich import merge_reports
-        from bench.ehrlich import run as run_ehrlich
+        from .ehrlich import merge_reports
+        from .ehrlich import run as run_ehrlich
 
         if args.report:
             merge_reports(args.out, args.report)
             return
-        from bench.ehrlich import FinetuneArm, parse_search_set
         from seqtree.oracles.ehrlich_instances import parse_instance
+
+        from .ehrlich import FinetuneArm, parse_search_set
 
         try:
             search_set = parse_search_set(args.search_set)
@@ -179,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
             search_set=search_set,
         )
     elif args.command == "search":
-        from bench.search import run
+        from .search import run
 
         run(args.out, quick=args.quick, max_nodes=args.max_nodes, only=args.only)
 

@@ -70,7 +70,12 @@ FINETUNE_SUFFIX = "+finetune"
 def finetune_name(search: str) -> str:
     """The fine-tuning arm's algorithm label: the search it runs each round, then ``+finetune``."""
     return f"{search}{FINETUNE_SUFFIX}"
-RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "ehrlich.yaml"
+
+
+# The fine-tuning arm's recipe: the checkout's (bench/ sits beside recipes/), else ./recipes/ehrlich.yaml where the
+# package is installed from a wheel
+_CHECKOUT_RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "ehrlich.yaml"
+RECIPE = _CHECKOUT_RECIPE if _CHECKOUT_RECIPE.is_file() else Path("recipes") / "ehrlich.yaml"
 
 
 def parse_search_set(items: list[str]) -> dict[str, dict]:

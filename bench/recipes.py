@@ -9,6 +9,7 @@ denoiser forward, in the oracle and in the engine (everything else: tree bookkee
 and writes ``against_sampling.csv``: the mean best reward of each with its standard error over seeds, whether the
 recipe's search is ahead by more than the two standard errors combined, and the NFE at which the mean best-so-far
 curve of the recipe's search first reaches best-of-N's final mean (issue 12's bar: at most half the budget).
+``--algorithms all`` (or names) adds a row per algorithm at its own defaults (one-pass ones sized to the budget).
 """
 
 from __future__ import annotations
@@ -53,26 +54,43 @@ def _write_table(rows: list[dict], path: Path, float_format: str) -> pd.DataFram
 BEST_OF_N = "{algorithm: best_of_n, batch_size: 64, num_samples: 10000000}"
 
 
-def against_sampling(out: Path, recipes: list[Path], seeds: int) -> pd.DataFrame:
-    """Each recipe's search against best-of-N at the recipe's NFE, ``seeds`` seeds each (see the module docstring)."""
-    from seqtree.design import run_design
+def against_sampling(out: Path, recipes: list[Path], seeds: int, algorithms: list[str] | None = None) -> pd.DataFrame:
+    """Each recipe's search, and each of ``algorithms`` (every registered one for ``["all"]``) at its own defaults,
+    against best-of-N at the recipe's NFE, ``seeds`` seeds each (see the module docstring). A run's folder is reused
+    when its summary exists, so an interrupted benchmark continues where it stopped."""
     from seqtree.recipe import load_design_recipe
+    from seqtree.search.registry import ALGORITHMS
 
+    names = list(ALGORITHMS) if algorithms == ["all"] else list(algorithms or [])
     rows = []
     for path in recipes:
         shipped = load_design_recipe(path)
         if shipped.budget.nfe is None:
             print(f"{path.name}: no budget.nfe, skipped", flush=True)
             continue
-        runs: dict[str, list[pd.DataFrame]] = {"search": [], "best_of_n": []}
-        for seed in range(seeds):
-            for arm, extra in (("search", []), ("best_of_n", [f"search={BEST_OF_N}"])):
-                recipe = load_design_recipe(path, [f"seed={seed}", "budget.seconds=null", *extra])
-                run = run_design(recipe, out=out / path.stem / arm / f"seed{seed}")
-                runs[arm].append(run.result.curve_dataframe()[["nfe", "best_reward"]])
-        rows.append(_compare(path.name, shipped.search.algorithm, int(shipped.budget.nfe), runs))
-        print(rows[-1], flush=True)
+        arms = {f"{shipped.search.algorithm} (recipe)": []}
+        arms |= {name: [f"search={{algorithm: {name}}}"] for name in names if name != "best_of_n"}
+        baseline = [_final_curve(path, seed, out / path.stem / "best_of_n", [f"search={BEST_OF_N}"])
+                    for seed in range(seeds)]  # fmt: skip
+        for arm, extra in arms.items():
+            folder = out / path.stem / ("search" if arm.endswith("(recipe)") else arm)
+            curves = [_final_curve(path, seed, folder, extra) for seed in range(seeds)]
+            rows.append(_compare(path.name, arm, int(shipped.budget.nfe), {"search": curves, "best_of_n": baseline}))
+            print(rows[-1], flush=True)
     return _write_table(rows, out / "against_sampling.csv", "%.4g")
+
+
+def _final_curve(path: Path, seed: int, folder: Path, extra: list[str]) -> pd.DataFrame:
+    """The anytime curve (NFE, best reward) of one run of ``path`` with ``extra`` overrides, at the recipe's NFE
+    without its time limit; read back when ``folder/seed<seed>`` already holds a finished run."""
+    from seqtree.design import run_design
+    from seqtree.recipe import load_design_recipe
+
+    run_dir = folder / f"seed{seed}"
+    if not (run_dir / "summary.json").is_file():
+        recipe = load_design_recipe(path, [f"seed={seed}", "budget.seconds=null", *extra])
+        run_design(recipe, out=run_dir)
+    return pd.read_csv(run_dir / "curve.csv")[["nfe", "best_reward"]]
 
 
 def _compare(recipe: str, algorithm: str, nfe: int, runs: dict[str, list[pd.DataFrame]]) -> dict:

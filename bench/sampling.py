@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from seqtree.device import set_threads
 from seqtree.generate import initial_tokens, sample_sequences
 from seqtree.models.loading import load_model, shipped_checkpoints
 
@@ -99,8 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--only", choices=["finetuning"], default=None, help="run one part")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     names = args.models or list(shipped_checkpoints())
     args.out.mkdir(parents=True, exist_ok=True)
     finetuning = pd.DataFrame([time_finetuning(name, 16, 16, 5) for name in names])

@@ -3,8 +3,8 @@
 - exactness: total variation to the exact tilted law pi*(x) ~ p_anc(x) exp(r(x) / alpha) versus NFE for DTS (the
   tree's own law, no extra model call; grown uniformly, the default, and by the paper's Boltzmann descent), SMC / FK
   steering (weighted particles, sized to the budget) and best-of-N with importance weights, on the enumerable toy of
-  ``tests/test_search.py`` (4^5 sequences, exact denoiser) at alpha 0.25, where TV(p_anc, pi*) = 0.76, from the
-  model itself and from a proposal tempered to 0.7 (corrected by p / q);
+  ``tests/test_search.py`` (4^5 sequences, the exact denoiser of :mod:`seqtree.testing`) at alpha 0.25, where
+  TV(p_anc, pi*) = 0.76, from the model itself and from a proposal tempered to 0.7 (corrected by p / q);
 - overhead: wall time of each algorithm beyond the denoiser's own forward time, as a ratio, with a small
   seqtree transformer (random weights; the engine's work does not depend on the weights) at L=128 on CPU;
 - memory: bytes per node of a tree at L=256 filled to ``max_nodes`` nodes.
@@ -14,7 +14,6 @@ Writes ``exactness.csv/png``, ``overhead.csv`` and ``memory.csv`` under the outp
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from pathlib import Path
 
@@ -22,13 +21,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-TESTS = Path(__file__).resolve().parent.parent / "tests"
-
 
 def _toy():
-    if str(TESTS) not in sys.path:  # the exact toy denoisers live with the tests
-        sys.path.insert(0, str(TESTS))
-    import fakes
+    from seqtree import testing as fakes  # the exact toy denoisers the tests use
     from seqtree.models.tokenizers import dna_tokenizer
     from seqtree.search import SearchProblem
 

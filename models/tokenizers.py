@@ -1,4 +1,4 @@
-"""Tokenizers for each domain: DNA, protein, SMILES, text.
+"""Tokenizers for each domain: DNA, protein, SMILES, SELFIES, text.
 
 Every tokenizer maps a string to integer ids and back, reserves a pad id and a mask id (the absorbing state of
 masked diffusion), and never decodes special ids into a design. Tokenizers are saved next to a checkpoint as
@@ -6,6 +6,10 @@ masked diffusion), and never decodes special ids into a design. Tokenizers are s
 
 Ids 0 and 1 are always ``<pad>`` and ``<mask>`` for seqtree's own tokenizers; the Hugging Face wrapper takes
 whatever ids the wrapped tokenizer defines.
+
+A tokenizer whose designs are written in another representation than the oracles read (SELFIES) says so with
+``oracle_domain`` and turns a design into the oracle's string with :meth:`Tokenizer.to_oracle`; everyone else's
+designs are what the oracles score.
 """
 
 from __future__ import annotations
@@ -26,6 +30,11 @@ PROTEIN_ALPHABET = "ACDEFGHIKLMNPQRSTVWY"
 # Atom-level SMILES regex of Schwaller et al. (Molecular Transformer, ACS Cent. Sci. 2019): bracket atoms,
 # two-letter halogens, organic-subset atoms, bonds, branches and ring-closure digits are single tokens.
 SMILES_REGEX = r"(\[[^\]]+]|Br?|Cl?|N|O|S|P|F|I|b|c|n|o|s|p|\(|\)|\.|=|#|-|\+|\\|\/|:|~|@|\?|>|\*|\$|%[0-9]{2}|[0-9])"
+# A SELFIES symbol (Krenn et al., Mach. Learn.: Sci. Technol. 1:045024, 2020) is one bracketed token: [C], [=N],
+# [Branch1], [Ring2], [nop], ...
+SELFIES_REGEX = r"\[[^\[\]]+]"
+# Domains whose tokenizer's vocabulary is fitted on the training data (the symbols that occur in it)
+FITTED_DOMAINS = ("smiles", "selfies")
 
 
 class TokenizationError(ValueError):
@@ -36,6 +45,9 @@ class Tokenizer(ABC):
     """The tokenizer contract shared by every domain (see ARCHITECTURE.md, contract 1)."""
 
     kind: ClassVar[str]
+    # The domain oracles score when a design is written in another representation (SELFIES designs are scored as
+    # SMILES); None: the design string is what the oracles score.
+    oracle_domain: ClassVar[str | None] = None
     pad_id: int
     mask_id: int
 
@@ -55,6 +67,11 @@ class Tokenizer(ABC):
     @abstractmethod
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable description from which :func:`tokenizer_from_dict` rebuilds this tokenizer."""
+
+    def to_oracle(self, design: str) -> str:
+        """The string an oracle scores for ``design`` (a decoded design): the design itself, unless the tokenizer
+        writes designs in another representation (:attr:`oracle_domain`)."""
+        return design
 
     @property
     def special_ids(self) -> frozenset[int]:
@@ -234,6 +251,47 @@ def smiles_tokenizer(vocab: list[str]) -> RegexTokenizer:
     return RegexTokenizer(vocab, SMILES_REGEX, name="smiles")
 
 
+class SelfiesTokenizer(RegexTokenizer):
+    """One token per SELFIES symbol, over the symbols of the training data. Every string of SELFIES symbols decodes
+    to a molecule, so every design is one; oracles read SMILES, and :meth:`to_oracle` gives the canonical SMILES
+    (RDKit) of a design. Needs the ``selfies`` package (and RDKit) only to decode for oracles."""
+
+    kind = "selfies"
+    oracle_domain = "smiles"
+
+    def __init__(self, vocab: list[str]) -> None:
+        super().__init__(vocab, SELFIES_REGEX, name="selfies")
+
+    @classmethod
+    def fit(cls, texts: list[str]) -> SelfiesTokenizer:  # type: ignore[override]
+        """Vocabulary of every symbol that occurs in ``texts`` (SELFIES strings), sorted for reproducibility."""
+        return cls(RegexTokenizer.fit(texts, SELFIES_REGEX, name="selfies").vocab)
+
+    def to_oracle(self, design: str) -> str:
+        return selfies_to_smiles(design)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "vocab": self.vocab}
+
+
+def selfies_to_smiles(selfies: str) -> str:
+    """Canonical RDKit SMILES of a SELFIES string. A string the ``selfies`` decoder refuses (a symbol outside its
+    grammar) gives "", which oracles floor as an empty sequence; SMILES that RDKit cannot parse are returned as the
+    decoder wrote them, so the oracle records why it failed."""
+    import selfies as sf
+    from rdkit import Chem, RDLogger
+
+    try:
+        smiles = sf.decoder(selfies)
+    except sf.DecoderError:
+        return ""
+    if not smiles:
+        return ""
+    RDLogger.DisableLog("rdApp.*")
+    mol = Chem.MolFromSmiles(smiles)
+    return smiles if mol is None else Chem.MolToSmiles(mol)
+
+
 class ByteTokenizer(Tokenizer):
     """UTF-8 bytes: 256 byte ids after pad and mask; any text encodes, so no character is ever out of vocabulary.
 
@@ -323,6 +381,7 @@ _FROM_DICT = {
         d["alphabet"], name=d.get("name", "char"), case_insensitive=d.get("case_insensitive", False)
     ),
     RegexTokenizer.kind: lambda d: RegexTokenizer(d["vocab"], d.get("pattern", SMILES_REGEX), name=d.get("name", "")),
+    SelfiesTokenizer.kind: lambda d: SelfiesTokenizer(d["vocab"]),
     ByteTokenizer.kind: lambda d: ByteTokenizer(),
     HFTokenizer.kind: lambda d: HFTokenizer(d["name_or_path"], trust_remote_code=d.get("trust_remote_code", False)),
 }
@@ -344,7 +403,7 @@ def load_tokenizer(directory: str | Path) -> Tokenizer:
 
 
 def tokenizer_for_domain(domain: str, texts: list[str] | None = None) -> Tokenizer:
-    """The default tokenizer of a domain; SMILES fits its vocabulary on ``texts``."""
+    """The default tokenizer of a domain; SMILES and SELFIES fit their vocabulary on ``texts``."""
     if domain == "dna":
         return dna_tokenizer()
     if domain == "protein":
@@ -353,8 +412,12 @@ def tokenizer_for_domain(domain: str, texts: list[str] | None = None) -> Tokeniz
         if not texts:
             raise ValueError("a SMILES tokenizer is fitted on training texts; none were given")
         return RegexTokenizer.fit(texts)
+    if domain == "selfies":
+        if not texts:
+            raise ValueError("a SELFIES tokenizer is fitted on training texts; none were given")
+        return SelfiesTokenizer.fit(texts)
     if domain == "text":
         return ByteTokenizer()
     if domain == "ehrlich":
         return ehrlich_tokenizer()
-    raise ValueError(f"unknown domain {domain!r}; choose one of dna, protein, smiles, text, ehrlich")
+    raise ValueError(f"unknown domain {domain!r}; choose one of dna, protein, smiles, selfies, text, ehrlich")

@@ -6,7 +6,8 @@ Contract (:class:`Oracle`): ``oracle(list[str]) -> torch.float64 [B]`` (or ``[B,
 mask, reason per sequence). Invalid inputs and scorer failures (exception, NaN, -inf, time-out) never raise: they
 get :data:`FLOOR` (-1e3, finite so soft-value backups stay finite) and a reason; ``oracle.calls`` counts scored
 sequences (cache misses only for :class:`CachedOracle`) and ``oracle.failures`` counts reasons. Configuration
-errors (unknown parameter, missing model file) do raise, with a message naming the field.
+errors (unknown parameter, missing model file) do raise, with a message naming the field, and so does a scorer that
+returns the wrong number of values or objectives for its batch (:class:`OracleShapeError`: never broadcast).
 
 Direction: search maximises. Registered oracles return natural values in their natural direction;
 :func:`as_reward` negates a minimise objective, and :func:`build_oracle_from_spec` always returns a
@@ -50,7 +51,7 @@ sentence-transformers similarity), ``learned`` (trained CNN checkpoints, two shi
 (``module:function`` callables, explicit only).
 """
 
-from seqtree.oracles.base import FLOOR, Direction, Oracle, OracleOutput
+from seqtree.oracles.base import FLOOR, Direction, Oracle, OracleOutput, OracleShapeError
 from seqtree.oracles.cache import CachedOracle
 from seqtree.oracles.compose import (
     Clip,
@@ -87,6 +88,7 @@ __all__ = [
     "Oracle",
     "OracleInfo",
     "OracleOutput",
+    "OracleShapeError",
     "OracleSpec",
     "ParamInfo",
     "ParetoVector",

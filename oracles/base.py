@@ -9,7 +9,9 @@ Subclasses implement two small methods:
 :meth:`Oracle.score` wraps them so that nothing a sequence does can raise: invalid inputs, exceptions, NaN and
 infinite values all become :data:`FLOOR` with a recorded reason (``OracleOutput.reasons`` per sequence, and the
 running ``oracle.failures`` counter for the run summary). When ``_evaluate`` raises on a batch, the batch is
-re-scored one sequence at a time so that only the culprits get the floor.
+re-scored one sequence at a time so that only the culprits get the floor. A scorer that returns the wrong number
+of values or objectives for its batch is a bug of the oracle, not of a sequence: :class:`OracleShapeError` names the
+oracle and both counts, and nothing is broadcast.
 
 Direction: an oracle reports its natural direction (``"maximize"`` or ``"minimize"``) and returns natural values.
 Search always maximises, so recipes pass oracles through :func:`seqtree.oracles.as_reward` (the spec builder
@@ -162,14 +164,20 @@ class Oracle(ABC):
         if todo:
             batch = [sequences[i] for i in todo]
             try:
-                got = self._as_values(self._evaluate(batch), len(batch))
+                raw = self._as_tensor(self._evaluate(batch))
             except Exception:  # isolate the failing sequences one by one
+                raw = None
+            if raw is not None:
+                got = self._check_shape(raw, len(batch))
+            else:
                 got = self._empty(len(batch))
                 for j, s in enumerate(batch):
                     try:
-                        got[j] = self._as_values(self._evaluate([s]), 1)[0]
+                        one = self._as_tensor(self._evaluate([s]))
                     except Exception as err:
                         reasons[todo[j]] = _exception_reason(err)
+                        continue
+                    got[j] = self._check_shape(one, 1)[0]
             for j, i in enumerate(todo):
                 if reasons[i] is not None:
                     continue
@@ -182,14 +190,35 @@ class Oracle(ABC):
         valid = torch.tensor([r is None for r in reasons], dtype=torch.bool)
         return OracleOutput(values=values, valid=valid, reasons=reasons)
 
-    def _as_values(self, raw: np.ndarray | torch.Tensor | Sequence[float], n: int) -> torch.Tensor:
+    def _as_tensor(self, raw: np.ndarray | torch.Tensor | Sequence[float]) -> torch.Tensor:
         t = torch.as_tensor(np.asarray(raw, dtype=np.float64) if not isinstance(raw, torch.Tensor) else raw)
-        t = t.detach().to(dtype=torch.float64, device="cpu")
-        expected = (n,) if self.num_objectives == 1 else (n, self.num_objectives)
-        if tuple(t.shape) != expected:
-            raise ValueError(f"{self.name}: scorer returned shape {tuple(t.shape)}, expected {expected}")
+        return t.detach().to(dtype=torch.float64, device="cpu")
+
+    def _check_shape(self, t: torch.Tensor, n: int) -> torch.Tensor:
+        """``t`` as [n] (or [n, K]); any other shape is an :class:`OracleShapeError`, never a broadcast or a floor:
+        a scorer that answers for the wrong number of sequences or objectives is a bug, not a bad sequence."""
+        k = self.num_objectives
+        if k == 1 and t.dim() == 2 and t.shape[1] == 1:
+            t = t[:, 0]  # [n, 1] is one objective per sequence
+        if t.dim() == 0 or t.shape[0] != n:
+            got = "one value" if t.dim() == 0 else f"{t.shape[0]} value{'s' * (t.shape[0] != 1)}"
+            raise OracleShapeError(
+                f"oracle {self.name!r} returned {got} (shape {tuple(t.shape)}) for a batch of {n} sequences; "
+                f"an oracle must return one value per sequence, in order (shape [{n}] or [{n}, K])"
+            )
+        width = 1 if t.dim() == 1 else int(t.shape[1]) if t.dim() == 2 else None
+        if width != k:
+            got = f"{width} objective{'s' * (width != 1)}" if width is not None else "more than two dimensions"
+            raise OracleShapeError(
+                f"oracle {self.name!r} returned {got} per sequence, expected {k} (its num_objectives): "
+                f"shape {tuple(t.shape)} for a batch of {n} sequences"
+            )
         return t
 
+
+class OracleShapeError(ValueError):
+    """An oracle's scorer returned the wrong number of values or objectives for its batch (a bug in the oracle,
+    raised rather than floored: no sequence is to blame)."""
 
 
 class ForwardingOracle(Oracle):

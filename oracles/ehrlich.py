@@ -9,7 +9,8 @@ the quantised fraction of each motif present, so the value lies in [0, 1] and is
 
 States are written as letters: state i is ``alphabet[i]`` (default: :func:`default_alphabet`, the 20 amino-acid
 letters first, so instances of up to 20 states read like proteins), so designs are ordinary strings.
-``pytorch-holo`` is an optional extra imported lazily: install it with ``pip install 'seqtree[holo]'``.
+``pytorch-holo`` is an optional extra imported lazily (:mod:`seqtree.extras`): ``pip install 'seqtree[holo]'`` and
+``pip install --no-deps pytorch-holo``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import torch
 
+from seqtree.extras import import_extra
 from seqtree.oracles.base import Oracle
 from seqtree.oracles.registry import register_oracle
 
@@ -32,7 +34,6 @@ BENCHMARK_INSTANCES: dict[str, dict[str, int]] = {
     "ehrlich-l32": {"num_states": 20, "dim": 32, "num_motifs": 2, "motif_length": 4, "seed": 0},
     "ehrlich-l128": {"num_states": 20, "dim": 128, "num_motifs": 4, "motif_length": 4, "seed": 0},
 }
-HOLO_HINT = "the ehrlich oracle needs pytorch-holo: pip install 'seqtree[holo]' (or pip install pytorch-holo)"
 
 
 def default_alphabet(num_states: int) -> str:
@@ -47,11 +48,9 @@ def default_alphabet(num_states: int) -> str:
 
 
 def import_holo() -> Any:
-    """The ``holo.test_functions`` modules, or an ImportError naming the extra."""
-    try:
-        from holo.test_functions import closed_form, elemental
-    except ImportError as err:
-        raise ImportError(f"{HOLO_HINT} ({err})") from err
+    """The ``holo.test_functions`` modules, or a :class:`~seqtree.extras.MissingExtra` naming the holo extra."""
+    closed_form = import_extra("holo.test_functions.closed_form", extra="holo", what="the ehrlich oracle")
+    elemental = import_extra("holo.test_functions.elemental", extra="holo", what="the ehrlich oracle")
     return closed_form, elemental
 
 

@@ -5,6 +5,7 @@
 - SA score, synthetic accessibility from 1 (easy) to 10 (hard) (Ertl & Schuffenhauer 2009, J. Cheminform. 1:8),
   RDKit Contrib ``SA_Score/sascorer.py``;
 - molecular weight, ring and atom counts (``rdkit.Chem.Descriptors``, ``rdMolDescriptors``) for constraints;
+- substructure matches of a SMARTS pattern (a fixed fragment a design must keep, as a constraint);
 - validity (1 if RDKit parses and sanitises the SMILES into a non-empty molecule, else 0).
 
 Invalid SMILES and empty molecules get the floor (reason ``"invalid SMILES"`` / ``"empty molecule"``) in every
@@ -195,3 +196,29 @@ class AtomCount(_MolOracle):
         if self.element is None:
             return float(mol.GetNumHeavyAtoms())
         return float(sum(a.GetSymbol() == self.element for a in mol.GetAtoms()))
+
+
+@register_oracle("substructure", family="molecules", domain="smiles")
+class Substructure(_MolOracle):
+    """Number of matches of a SMARTS pattern (a SMILES fragment is a SMARTS too); as a constraint with min 1, designs
+    keep the fragment (e.g. the fixed scaffold of a SELFIES prompt)."""
+
+    name = "substructure"
+
+    def __init__(self, smarts: str) -> None:
+        pattern = Chem.MolFromSmarts(smarts) if smarts else None
+        if pattern is None:
+            raise ValueError(f"smarts {smarts!r} is not a valid SMARTS pattern")
+        self.smarts = smarts
+        self._pattern = pattern
+        super().__init__()
+
+    def _value(self, mol: Chem.Mol) -> float:
+        return float(len(mol.GetSubstructMatches(self._pattern)))
+
+    def __getstate__(self) -> dict[str, Any]:  # RDKit query molecules are rebuilt from the SMARTS (process pools)
+        return {**super().__getstate__(), "_pattern": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._pattern = Chem.MolFromSmarts(self.smarts)

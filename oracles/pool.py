@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from seqtree.oracles.base import ForwardingOracle, Oracle, OracleOutput, _exception_reason
+from seqtree.oracles.base import ForwardingOracle, Oracle, OracleOutput, OracleShapeError, _exception_reason
 
 TIMEOUT_REASON = "timeout"
 KILLED_REASON = "timeout (worker killed)"
@@ -140,6 +140,8 @@ class PooledOracle(ForwardingOracle):
                     killed = True
                     _fill(reasons, c, KILLED_REASON)
                     self.close()
+                except OracleShapeError:  # a scorer answering for the wrong batch is a bug: no sequence is to blame
+                    raise
                 except Exception as err:  # the worker died or the result could not be pickled
                     _fill(reasons, c, _exception_reason(err))
         self.failures.update(r for r in reasons if r is not None)

@@ -110,4 +110,6 @@ def example_params(name: str, workdir: str | Path) -> dict[str, Any]:
         return {"path": "amp_classifier"}
     if name == "custom":
         return {"function": "seqtree.oracles.custom:example_length"}
+    if name == "substructure":
+        return {"smarts": "[#6]"}
     return {}

@@ -134,13 +134,10 @@ class EmbeddingSimilarity(_TextOracle):
         super().__init__()
 
     def _setup(self) -> None:
-        try:
-            from sentence_transformers import SentenceTransformer
-        except ImportError as err:
-            raise ImportError(
-                "the embedding_similarity oracle needs sentence-transformers: pip install 'seqtree[text]'"
-            ) from err
-        self._model = SentenceTransformer(
+        from seqtree.extras import import_extra
+
+        st = import_extra("sentence_transformers", extra="text", what="the embedding_similarity oracle")
+        self._model = st.SentenceTransformer(
             self.model_path, device="cpu", local_files_only=self.local_files_only, trust_remote_code=False
         )
         self._model.eval()

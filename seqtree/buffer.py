@@ -45,7 +45,7 @@ from torch import Tensor
 
 from seqtree.rundir import write_atomic
 from seqtree.search.result import UNKNOWN_STEP as UNKNOWN_STEP  # re-exported: imported rows use it too
-from seqtree.search.result import SearchResult, pareto_mask
+from seqtree.search.result import SearchResult, first_copies, pareto_mask
 
 FORMAT = "seqtree-replay-buffer/2"
 COLUMNS = (
@@ -260,10 +260,7 @@ def _select(
     first). Weights are compared after normalisation, so that each round competes on its own scale."""
     weights = normalized_log_weights(columns, alpha, normalization)
     order = torch.argsort(weights, descending=True, stable=True)
-    _, inverse = torch.unique(columns["tokens"][order], dim=0, return_inverse=True)
-    first = torch.full((int(inverse.max()) + 1 if inverse.numel() else 0,), len(order), dtype=torch.long)
-    first = first.scatter_reduce(0, inverse, torch.arange(len(order)), reduce="amin")
-    keep = order[first.sort().values]  # the best-weighted copy of each sequence, best first
+    keep = order[first_copies(columns["tokens"][order])]  # the best-weighted copy of each sequence, best first
     if capacity is not None and len(keep) > capacity:
         if eviction == "pareto" and columns["rewards"].shape[1] > 1:
             chosen = pareto_archive(columns["rewards"][keep], capacity)

@@ -1,20 +1,60 @@
 """The ``seqtree`` command line.
 
-Exit codes: 0 success, 2 bad input (a recipe, a file, an argument: one line naming what is wrong), 1 failure.
+Exit codes: 0 success, 2 bad input (a recipe, a file, an argument, a missing optional extra: one line naming what is
+wrong), 1 failure, 130 interrupted (one line saying what was kept).
 """
 
 from __future__ import annotations
 
-import shlex
 import sys
-from pathlib import Path
-from typing import Annotated
 
-import typer
+try:
+    import shlex
+    from pathlib import Path
+    from typing import Annotated
 
-from seqtree.config import RecipeError
+    import typer
+    from typer.core import TyperGroup
+
+    from seqtree.config import RecipeError
+    from seqtree.extras import MissingExtra
+except KeyboardInterrupt:  # Ctrl-C while the command line itself loads: one line, not a traceback
+    sys.stderr.write("interrupted\n")
+    raise SystemExit(130) from None
+
+BAD_INPUT = 2
+FAILURE = 1
+INTERRUPTED = 130
+_ON_INTERRUPT = "seqtree.on_interrupt"  # ctx.meta key: what a Ctrl-C the command did not catch itself means
+
+
+class _Commands(TyperGroup):
+    """What every command ends with when it does not catch it itself: a missing optional extra is one line naming
+    the extra and exit 2; a Ctrl-C is one line (what it left behind) and exit 130, never a traceback."""
+
+    def invoke(self, ctx: typer.Context):
+        try:
+            return super().invoke(ctx)
+        except MissingExtra as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(BAD_INPUT) from None
+        except KeyboardInterrupt as error:
+            typer.echo(str(error) or ctx.meta.get(_ON_INTERRUPT, "interrupted"), err=True)
+            raise typer.Exit(INTERRUPTED) from None
+
+
+def _interrupt_before_start(ctx: typer.Context, command: str, resume: Path | None) -> None:
+    """A run command's Ctrl-C before its stop flag is in place (imports, reading the recipe) wrote nothing."""
+    if resume is not None:
+        message = f"interrupted before the run continued: {resume} is as it was; run seqtree {command} --resume again"
+    else:
+        message = ("interrupted before the run started: nothing was written, so there is nothing to resume; run "
+                   f"seqtree {command} again without --resume")  # fmt: skip
+    ctx.meta[_ON_INTERRUPT] = message
+
 
 app = typer.Typer(
+    cls=_Commands,
     help="Design sequences with masked diffusion models steered by tree search.",
     no_args_is_help=True,
     add_completion=False,
@@ -26,9 +66,6 @@ oracles_app = typer.Typer(help="Registered oracles (reward functions) and their 
 app.add_typer(oracles_app, name="oracles")
 ehrlich_app = typer.Typer(help="Ehrlich test functions of any size: a prior's data and recipes.", no_args_is_help=True)
 app.add_typer(ehrlich_app, name="ehrlich")
-
-BAD_INPUT = 2
-FAILURE = 1
 
 
 def _fail(message: str, code: int = BAD_INPUT) -> None:
@@ -53,6 +90,9 @@ DeviceOption = Annotated[
 PrecisionOption = Annotated[
     str | None, typer.Option(help="fp32, bf16 or fp16 autocast of the denoiser (sets model.precision)")
 ]
+ThreadsOption = Annotated[
+    int | None, typer.Option(min=1, help="torch CPU threads (default: torch's choice); a fleet's seeds each use this")
+]
 
 
 def _device_overrides(set_: list[str] | None, device: str | None, precision: str | None) -> list[str]:
@@ -69,6 +109,9 @@ def train(
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a field: key.sub=value")] = None,
     resume: Annotated[bool, typer.Option(help="continue from output_dir/checkpoints/last.ckpt")] = False,
     progress: Annotated[bool | None, typer.Option(help="progress bar (default: only on a terminal)")] = None,
+    report_samples: Annotated[
+        int | None, typer.Option(min=0, help="samples per sampler in the model card (sets report_samples; 0: none)")
+    ] = None,
 ) -> None:
     """Pretrain a denoiser with the masked diffusion NELBO and export a Hugging Face folder with a model card."""
     from seqtree.config import load_recipe
@@ -77,12 +120,14 @@ def train(
     from seqtree.training.run import train as run_training
 
     try:
-        parsed = load_recipe(TrainRecipe, recipe, set_ or [])
+        report = [] if report_samples is None else [f"report_samples={report_samples}"]
+        parsed = load_recipe(TrainRecipe, recipe, [*(set_ or []), *report])
         summary = run_training(
             parsed,
             resume=resume,
             progress=_is_interactive() if progress is None else progress,
             command="seqtree train " + " ".join(shlex.quote(a) for a in sys.argv[2:]),
+            log=lambda line: typer.echo(line, err=True),
         )
     except (RecipeError, FileNotFoundError, FileExistsError, TokenizationError, ValueError) as error:
         _fail(str(error))
@@ -115,9 +160,10 @@ def sample(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps")] = "auto",
     precision: Annotated[str, typer.Option(help="fp32, bf16 or fp16 autocast of the denoiser")] = "fp32",
     trust_remote_code: Annotated[bool, typer.Option(help="allow a model's own code to run (MDLM, LLaDA)")] = False,
+    threads: ThreadsOption = None,
 ) -> None:
     """Sample sequences from a model, one per line (FASTA-style header with the model log-probability)."""
-    from seqtree.device import DeviceError, check_precision, host_generator, make_generator, resolve_device
+    from seqtree.device import DeviceError, check_precision, host_generator, make_generator, resolve_device, set_threads
     from seqtree.generate import model_root, model_roots, sample_sequences
     from seqtree.models.loading import load_model
     from seqtree.models.tokenizers import TokenizationError
@@ -125,6 +171,7 @@ def sample(
 
     if sampler not in SAMPLERS:
         _fail(f"--sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
+    set_threads(threads)
     try:
         where = resolve_device(device)
     except DeviceError as error:
@@ -150,8 +197,10 @@ def sample(
     if sampler != "first_hitting":
         options["num_steps"] = steps
     result = sample_sequences(loaded, root, num, sampler=sampler, generator=generator, batch_size=batch_size, **options)
+    scored_as = loaded.tokenizer.oracle_domain  # SELFIES: the header shows the canonical SMILES oracles would score
     for index, (sequence, log_prob) in enumerate(zip(result.sequences, result.output.log_prob_model.tolist())):
-        typer.echo(f">sample{index} log_prob={log_prob:.3f}")
+        decoded = f" {scored_as}={loaded.tokenizer.to_oracle(sequence)}" if scored_as else ""
+        typer.echo(f">sample{index} log_prob={log_prob:.3f}{decoded}")
         typer.echo(sequence)
     typer.echo(f"# {num} samples, {result.output.nfe} NFE", err=True)
 
@@ -166,6 +215,7 @@ def sample(
     ),
 )
 def design(
+    ctx: typer.Context,
     recipe: Annotated[Path | None, typer.Argument(help="design recipe YAML (omit with --resume)")] = None,
     out: Annotated[Path | None, typer.Option(help="run directory (default: output.dir or runs/<name>)")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a field: key.sub=value")] = None,
@@ -176,10 +226,13 @@ def design(
     seeds: Annotated[str | None, typer.Option(help="a fleet: run once per seed (0-7, 0,3,5 or 0-3,8)")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="seeds at once: 1 here, more on Ray or processes")] = None,
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster to run the seeds on (default: local)")] = None,
+    threads: ThreadsOption = None,
 ) -> None:
     """Search for high-reward sequences as a recipe says; write designs, curve, plots and a summary. With --seeds,
     one run per seed under RUN_DIR/seed-<s>/ plus merged designs, curve and summary."""
+    _interrupt_before_start(ctx, "design", resume)
     from seqtree.design import StopFlag, run_design, stop_on_signals
+    from seqtree.device import set_threads
     from seqtree.fleet import is_fleet_dir, parse_seeds, run_fleet
     from seqtree.models.tokenizers import TokenizationError
 
@@ -187,6 +240,7 @@ def design(
     fleet = seeds is not None or (resume is not None and is_fleet_dir(resume))
     if not fleet and (workers is not None or ray_address is not None):
         _fail("--workers and --ray-address run a fleet of seeds: give --seeds too")
+    set_threads(threads)
     try:
         parsed, out = _recipe_or_resume(recipe, resume, set_, out)
         with stop_on_signals(StopFlag()) as flag:
@@ -225,6 +279,7 @@ def design(
     ),
 )
 def finetune(
+    ctx: typer.Context,
     recipe: Annotated[Path | None, typer.Argument(help="design recipe YAML with a finetune: section")] = None,
     out: Annotated[Path | None, typer.Option(help="run directory (default output.dir or runs/<name>-finetune)")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a field: key.sub=value")] = None,
@@ -232,15 +287,17 @@ def finetune(
     progress: Annotated[bool | None, typer.Option(help="progress bars (default: only on a terminal)")] = None,
     device: DeviceOption = None,
     precision: PrecisionOption = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads (sets finetune.threads)")] = None,
 ) -> None:
     """Fine-tune the recipe's model on what search finds (TR2-D2): search -> replay buffer -> WDCE, round after
     round; writes per-round designs and checkpoints, metrics.csv, finetune.png and a summary."""
+    _interrupt_before_start(ctx, "finetune", resume)
     from seqtree.buffer import BufferError
     from seqtree.design import StopFlag, stop_on_signals
     from seqtree.finetune import run_finetune
     from seqtree.models.tokenizers import TokenizationError
 
-    set_ = _device_overrides(set_, device, precision)
+    set_ = _device_overrides(set_, device, precision) + ([f"finetune.threads={threads}"] if threads else [])
     try:
         parsed, out = _recipe_or_resume(recipe, resume, set_, out)
         if resume is None and out is None and parsed.output.dir is None:
@@ -290,7 +347,8 @@ def validate(
     recipe: Annotated[Path, typer.Argument(help="design recipe YAML")],
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a field: key.sub=value")] = None,
 ) -> None:
-    """Parse and check a design recipe (fields, oracle, model location, lengths) without running it."""
+    """Check a design recipe as seqtree design does before it searches (fields, device, model, oracle and its
+    alphabet, prompt / scaffold / length against the model, replay buffer), without searching or writing anything."""
     from seqtree.design import check_design_recipe
     from seqtree.recipe import load_design_recipe
 
@@ -326,17 +384,15 @@ def oracles_list(
 
 
 @app.command(
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    # --help goes on to the benchmarks' own parser (its commands and their options)
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
     epilog="Examples: seqtree bench search --out runs/bench --quick; seqtree bench sampling --out runs/bench",
 )
 def bench(ctx: typer.Context) -> None:
-    """Benchmarks (search, sampling, recipes, oracles); run from a source checkout, where bench/ lives."""
-    sys.path.insert(0, str(Path.cwd()))
-    try:
-        from bench.__main__ import main as bench_main
-    except ImportError:
-        _fail("the benchmarks live in the source checkout's bench/ folder: run seqtree bench from the repository root")
-    bench_main(list(ctx.args))
+    """Benchmarks (search, sampling, recipes, oracles, device, ehrlich): seqtree bench COMMAND --help for each."""
+    from seqtree.bench.__main__ import main as bench_main
+
+    bench_main(list(ctx.args), prog="seqtree bench")
 
 
 @ehrlich_app.command(
@@ -366,6 +422,8 @@ def ehrlich_prepare(
         info = prepare_instance(parsed, folder, n_train=train, n_val=val, data_seed=data_seed, max_steps=steps)
     except (FileNotFoundError, ValueError) as error:
         _fail(str(error))
+    except MissingExtra:
+        raise  # one line and exit 2, as for every command (_Commands)
     except ImportError as error:
         _fail(str(error), FAILURE)
     folder = folder.resolve()
@@ -460,9 +518,9 @@ def models_list(
 def main() -> None:
     try:
         app()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # outside a command (parsing the arguments)
         typer.echo("interrupted", err=True)
-        raise SystemExit(130) from None
+        raise SystemExit(INTERRUPTED) from None
 
 
 if __name__ == "__main__":

@@ -8,17 +8,50 @@ are applied last; the value is parsed as YAML (``--set budget.nfe=2000`` gives a
 from __future__ import annotations
 
 import copy
+import types
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class RecipeError(ValueError):
     """A recipe cannot be read or is invalid; the message is one line naming the file and field."""
+
+
+class RecipeModel(BaseModel):
+    """Base of the recipe sections: unknown fields are errors, and a number written exactly as one of a text field's
+    choices is that choice (``precision: 32`` in YAML or ``--set training.precision=32`` is ``"32"``), since YAML
+    reads it as a number before the schema is known. Only an exact match is taken: ``32.0`` stays refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers_as_text_choices(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        fixed = dict(data)
+        for name, field in cls.model_fields.items():
+            key = field.alias or name
+            value = data.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                if str(value) in _text_choices(field.annotation):
+                    fixed[key] = str(value)
+        return fixed
+
+
+def _text_choices(annotation: Any) -> set[str]:
+    """The string values of a ``Literal`` annotation, also inside ``X | None`` and unions; empty for other types."""
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return {a for a in get_args(annotation) if isinstance(a, str)}
+    if origin is Union or origin is types.UnionType:
+        return set().union(*(_text_choices(a) for a in get_args(annotation)))
+    return set()
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -35,13 +68,23 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """The mapping in ``path`` with its ``include`` chain resolved."""
     path = Path(path)
+    if path.is_dir():
+        raise RecipeError(f"{path}: is a directory, not a recipe file (give the recipe's .yaml file)")
     if not path.is_file():
         raise RecipeError(f"{path}: no such recipe file")
     resolved = path.resolve()
     if resolved in _seen:
         raise RecipeError(f"{path}: include cycle through {' -> '.join(str(p) for p in _seen)}")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise RecipeError(
+            f"{path}: not a text recipe (YAML in UTF-8): byte 0x{error.object[error.start]:02x} at offset {error.start}"
+        ) from None
+    except OSError as error:
+        raise RecipeError(f"{path}: cannot read the recipe file: {error.strerror or error}") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import platform
 import signal
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +30,14 @@ INTERRUPTED = "interrupted"
 
 
 class TimedOracle:
-    """Wraps an oracle to measure the wall time spent scoring (for the denoiser / oracle / engine split)."""
+    """Wraps an oracle as a design run calls it: measures the wall time spent scoring (for the denoiser / oracle /
+    engine split) and, with ``to_oracle`` (a tokenizer's :meth:`~seqtree.models.tokenizers.Tokenizer.to_oracle`),
+    first turns each design into the string the oracle reads: SELFIES designs are scored as canonical SMILES. This
+    is the one place where designs become oracle inputs (search, fine-tuning and its evaluation all call it)."""
 
-    def __init__(self, oracle) -> None:
+    def __init__(self, oracle, to_oracle: Callable[[str], str] | None = None) -> None:
         self.oracle = oracle
+        self.to_oracle = to_oracle
         self.seconds = 0.0
         self.num_objectives = getattr(oracle, "num_objectives", 1)
         self.objective_names = list(getattr(oracle, "objective_names", []) or [])
@@ -40,9 +45,18 @@ class TimedOracle:
     def __call__(self, sequences: list[str]) -> torch.Tensor:
         started = time.perf_counter()
         try:
+            if self.to_oracle is not None:
+                sequences = [self.to_oracle(s) for s in sequences]
             return self.oracle(sequences)
         finally:
             self.seconds += time.perf_counter() - started
+
+
+def scored_as(tokenizer) -> tuple[str, Callable[[str], str]] | None:
+    """(domain, decode) when a tokenizer's designs are scored in another representation (SELFIES: ``smiles`` and
+    the canonical SMILES of a design), else None: what the oracle wrapper and the designs table use."""
+    domain = getattr(tokenizer, "oracle_domain", None)
+    return None if domain is None else (domain, tokenizer.to_oracle)
 
 
 @dataclass
@@ -60,7 +74,7 @@ def stop_on_signals(flag: StopFlag, *, second_sigint_interrupts: bool = True):
 
     def handler(signum, frame):
         if second_sigint_interrupts and flag.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt("interrupted twice: stopped at once, without writing this run's results")
         flag.requested = True
         flag.signal_name = signal.Signals(signum).name
 
@@ -70,6 +84,19 @@ def stop_on_signals(flag: StopFlag, *, second_sigint_interrupts: bool = True):
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
+
+
+class InterruptedBeforeStart(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM arrived before the run folder was written: nothing was written, nothing can be resumed."""
+
+    def __init__(self, run_dir: Path, *, resume: bool, command: str = "design") -> None:
+        if resume:
+            message = (f"interrupted before the run continued: {run_dir} is as it was; "
+                       f"seqtree {command} --resume {run_dir} continues it")  # fmt: skip
+        else:
+            message = (f"interrupted before the run started: nothing was written to {run_dir}, so there is nothing "
+                       f"to resume; run seqtree {command} again without --resume")  # fmt: skip
+        super().__init__(message)
 
 
 @dataclass
@@ -86,11 +113,18 @@ def resolved_run_dir(recipe: DesignRecipe, out: Path | None) -> Path:
 
 def build_root(recipe: DesignRecipe, model) -> torch.Tensor:
     """The design's root in the model's frame (:func:`seqtree.generate.model_root`)."""
+    from seqtree.config import RecipeError
     from seqtree.generate import model_root
+    from seqtree.models.tokenizers import TokenizationError
 
     design = recipe.design
     length = design.length if design.scaffold is None else None
-    return model_root(model, length=length, prompt=design.prompt, scaffold=design.scaffold)
+    try:
+        return model_root(model, length=length, prompt=design.prompt, scaffold=design.scaffold)
+    except ValueError as error:  # a letter the tokenizer lacks, or more positions than the model takes
+        field = ("design.scaffold" if design.scaffold is not None
+                 else "design.prompt" if isinstance(error, TokenizationError) else "design.length")  # fmt: skip
+        raise RecipeError(f"{field}: {error}") from None
 
 
 def build_oracle(recipe: DesignRecipe):
@@ -109,7 +143,8 @@ def build_oracle(recipe: DesignRecipe):
         if isinstance(cause, ValidationError):  # a registered oracle rejected one of its params
             detail = format_validation_error(cause, "params").replace("params: ", "params.", 1)
             raise RecipeError(f"oracle: {str(error).splitlines()[0]}: {detail}") from None
-        raise RecipeError("oracle: " + " ".join(str(error).split())) from None
+        text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)  # KeyError quotes
+        raise RecipeError("oracle: " + " ".join(text.split())) from None
 
 
 def build_problem(recipe: DesignRecipe, model, oracle, root: torch.Tensor, observer=None):
@@ -155,41 +190,108 @@ def model_device(recipe: DesignRecipe) -> torch.device:
     return device
 
 
-def check_design_recipe(recipe: DesignRecipe) -> dict[str, str]:
-    """Checks beyond the schema, without running: the device exists, the oracle builds, the model is found, the
-    design fits it."""
-    import json
+@dataclass
+class PreparedDesign:
+    """What a design run builds and checks before it spends compute (:func:`prepare_design`)."""
 
-    from seqtree.models.loading import resolve_checkpoint
+    device: torch.device
+    model: Any  # LoadedModel: denoiser on ``device``, tokenizer, diffusion, frame
+    oracle: TimedOracle
+    root: torch.Tensor  # Long[L]: the design's root row in the model's frame, on the host
+    designed: torch.Tensor  # Bool[L]: the positions the search designs
+
+
+def prepare_design(recipe: DesignRecipe) -> PreparedDesign:
+    """Everything that can refuse a design recipe, in the order a run meets it: the device (``model.device``,
+    ``model.precision``), the model (``model.name``), the oracle (``oracle``), the oracle's alphabet against the
+    model's letters, the design against the model's tokenizer and length (``design.*``) and the replay buffer
+    (``output.replay_buffer``). ``seqtree design`` runs it before it writes anything and ``seqtree validate`` runs
+    it alone, so the two refuse the same recipes with the same one-line messages."""
+    from seqtree.config import RecipeError
+    from seqtree.models.loading import load_model
 
     device = model_device(recipe)
-    oracle = build_oracle(recipe)
-    location = resolve_checkpoint(recipe.model.name)
-    if isinstance(location, Path):
-        config = json.loads((location / "config.json").read_text())
-        limit = config.get("max_positions") or config.get("max_position_embeddings")
-        design = recipe.design
-        needed = len(design.scaffold) if design.scaffold is not None else len(design.prompt) + (design.length or 0)
-        needed += _frame_size(location, config)
-        if limit and needed > limit:
-            raise ValueError(
-                f"design: {needed} positions (with the model's frame) do not fit model {recipe.model.name!r} "
-                f"(at most {limit})"
+    try:
+        model = load_model(
+            recipe.model.name, trust_remote_code=recipe.model.trust_remote_code, device=device,
+            precision=recipe.model.precision,
+        )  # fmt: skip
+    except FileNotFoundError as error:
+        raise RecipeError(f"model.name: {error}") from None
+    decode = scored_as(model.tokenizer)
+    oracle = TimedOracle(build_oracle(recipe), None if decode is None else decode[1])
+    check_alphabet(recipe, model, oracle.oracle)
+    root = build_root(recipe, model)
+    designed = root == model.diffusion.mask_id  # on the host, like the buffer
+    if recipe.output.replay_buffer is not None:
+        from seqtree.buffer import check_compatible
+
+        check_compatible(recipe.output.replay_buffer, recipe.model.name, {
+            "tokens": (len(root),), "designed": (len(root),), "log_prob": (recipe.model.num_steps,),
+            "rewards": (oracle.num_objectives,),
+        })  # fmt: skip
+    return PreparedDesign(device, model, oracle, root, designed)
+
+
+def check_design_recipe(recipe: DesignRecipe) -> dict[str, str]:
+    """:func:`prepare_design` without running anything (``seqtree validate``): what the run would use."""
+    from seqtree.models.loading import resolve_checkpoint
+
+    prepared = prepare_design(recipe)
+    oracle = prepared.oracle.oracle
+    return {
+        "oracle": getattr(oracle, "name", type(oracle).__name__),
+        "model": str(resolve_checkpoint(recipe.model.name)),
+        "device": str(prepared.device),
+    }
+
+
+def check_alphabet(recipe: DesignRecipe, model, oracle) -> None:
+    """Refuse an oracle (or a part of one) that declares an ``alphabet`` with letters the model cannot write: designs
+    could never hold them (a 20-letter model against a 32-state Ehrlich function never reaches its optimum)."""
+    from seqtree.config import RecipeError
+
+    declared = _declared_alphabets(oracle)
+    writable = _model_letters(model) if declared else set()
+    for name, alphabet in declared:
+        missing = "".join(c for c in dict.fromkeys(alphabet) if c not in writable)
+        if missing:
+            raise RecipeError(
+                f"oracle: the {name} oracle's alphabet has {len(missing)} letters that model.name "
+                f"{recipe.model.name!r} cannot write: {missing} (the oracle's alphabet: {alphabet}); choose a model "
+                "over the oracle's alphabet, or an oracle over the model's letters"
             )
-    return {"oracle": getattr(oracle, "name", type(oracle).__name__), "model": str(location), "device": str(device)}
 
 
-def _frame_size(location: Path, config: dict) -> int:
-    """Special tokens a Hugging Face model's frame adds around a design (seqtree's own checkpoints add none); read
-    from its tokenizer alone, without loading weights."""
-    from seqtree.models.loading import BACKBONES
+def _declared_alphabets(oracle) -> list[tuple[str, str]]:
+    """(name, alphabet) of every part of an oracle pipeline that declares an ``alphabet`` string."""
+    found, stack, seen = [], [oracle], set()
+    while stack:
+        part = stack.pop()
+        if id(part) in seen:
+            continue
+        seen.add(id(part))
+        alphabet, name = getattr(part, "alphabet", None), getattr(part, "name", type(part).__name__)
+        if isinstance(alphabet, str) and alphabet and (name, alphabet) not in found:
+            found.append((name, alphabet))
+        parts = getattr(part, "parts", None)
+        stack.extend(parts() if callable(parts) else [])
+    return found
 
-    if config.get("model_type") in BACKBONES:
-        return 0
-    from seqtree.models.framing import hf_framing
-    from seqtree.models.tokenizers import HFTokenizer
 
-    return hf_framing(HFTokenizer(str(location)).hf, config.get("model_type")).size
+def _model_letters(model) -> set[str]:
+    """The single letters a model's designs can hold: a token that encodes one letter, decodes back to it, and is
+    neither special nor outside the design tokens of the model's frame."""
+    tokenizer, framing = model.tokenizer, model.framing
+    barred = set(tokenizer.special_ids) | set(framing.forbidden)
+    letters = set()
+    for token in tokenizer.content_ids:
+        if token in barred:
+            continue
+        text = tokenizer.decode([token])
+        if len(text) == 1:
+            letters.add(text)
+    return letters
 
 
 def run_design(
@@ -202,31 +304,19 @@ def run_design(
     log=None,
 ) -> DesignRun:
     """Run the recipe and write the run directory; returns the run (result and summary)."""
-    from seqtree.models.loading import load_model
     from seqtree.search import run_search
 
     run_dir = resolved_run_dir(recipe, out)
-    device = model_device(recipe)
     stop = stop or StopFlag()
     state_file = run_dir / rundir.SEARCH_STATE
     if not resume and (run_dir / rundir.SUMMARY).exists():
         raise FileExistsError(f"{run_dir} holds an earlier run; use --resume {run_dir} or choose another --out")
-    model = load_model(
-        recipe.model.name, trust_remote_code=recipe.model.trust_remote_code, device=device,
-        precision=recipe.model.precision,
-    )  # fmt: skip
-    oracle = TimedOracle(build_oracle(recipe))
-    root = build_root(recipe, model)
-    designed = root == model.diffusion.mask_id  # on the host, like the buffer
-    if recipe.output.replay_buffer is not None:  # refuse an incompatible buffer before spending compute
-        from seqtree.buffer import check_compatible
-
-        check_compatible(recipe.output.replay_buffer, recipe.model.name, {
-            "tokens": (len(root),), "designed": (len(root),), "log_prob": (recipe.model.num_steps,),
-            "rewards": (oracle.num_objectives,),
-        })  # fmt: skip
-    # The run folder appears only once everything that can refuse the recipe has (model, oracle, design, buffer),
-    # so a refused recipe leaves nothing behind; from here on --resume has the recipe it needs.
+    prepared = prepare_design(recipe)
+    device, model, oracle, root = prepared.device, prepared.model, prepared.oracle, prepared.root
+    # The run folder appears only once everything that can refuse the recipe has (prepare_design), so a refused or
+    # interrupted recipe leaves nothing behind; from here on --resume has the recipe it needs.
+    if stop.requested:
+        raise InterruptedBeforeStart(run_dir, resume=resume)
     rundir.write_atomic(run_dir / rundir.RECIPE, yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
     params = recipe.search.params()
     if supports_state(recipe):
@@ -247,15 +337,28 @@ def run_design(
         where = f"{device}" + ("" if recipe.model.precision == "fp32" else f", {recipe.model.precision}")
         log(f"{action}: {recipe.search.algorithm} on {recipe.model.name} ({where}), budget {budget}")
     started = time.perf_counter()
-    with bar, torch.no_grad():
-        result = run_search(recipe.search.algorithm, problem, budget, generator=generator, **params)
+    try:
+        with bar, torch.no_grad():
+            result = run_search(recipe.search.algorithm, problem, budget, generator=generator, **params)
+    except Exception:
+        if not resume:
+            remove_if_unstarted(run_dir)
+        raise
     seconds = time.perf_counter() - started
 
     run = DesignRun(recipe, run_dir, result)
-    write_outputs(run, model, oracle, seconds, stop, designed)
+    write_outputs(run, model, oracle, seconds, stop, prepared.designed)
     if not recipe.output.save_tree and not stop.requested and state_file.exists():
         state_file.unlink()  # a finished run keeps its tree only when asked
     return run
+
+
+def remove_if_unstarted(run_dir: Path) -> None:
+    """Remove a run folder that holds nothing but its recipe: a search that failed before saving anything (an oracle
+    answering with the wrong shape at its first batch) leaves no folder that ``--resume`` could not use."""
+    if run_dir.is_dir() and [p.name for p in run_dir.iterdir()] == [rundir.RECIPE]:
+        (run_dir / rundir.RECIPE).unlink()
+        run_dir.rmdir()
 
 
 def write_outputs(
@@ -263,8 +366,10 @@ def write_outputs(
 ) -> None:
     recipe, result, run_dir = run.recipe, run.result, run.run_dir
     names = oracle.objective_names if len(oracle.objective_names) > 1 else []
-    prompt = recipe.design.prompt if model.domain == "text" or (model.domain is None and recipe.design.prompt) else None
-    table = rundir.designs_table(result, recipe.design.num_designs, names, prompt)
+    # a prompt column for text, and for a SELFIES prompt (a fixed fragment) or any prompt of a model of unknown domain
+    shown = model.domain == "text" or (bool(recipe.design.prompt) and model.domain in ("selfies", None))
+    prompt = recipe.design.prompt if shown else None
+    table = rundir.designs_table(result, recipe.design.num_designs, names, prompt, scored_as(model.tokenizer))
     fasta = recipe.output.fasta if recipe.output.fasta is not None else model.domain in ("dna", "protein", "ehrlich")
     rundir.write_designs(run_dir, table, fasta=fasta)
     rundir.write_curve(run_dir, result.curve_dataframe(), f"{recipe.name}: {recipe.search.algorithm}")
@@ -324,10 +429,17 @@ def summarize(run: DesignRun, model, oracle: TimedOracle, seconds: float, stop: 
 
 def load_run_recipe(run_dir: Path) -> DesignRecipe:
     """The resolved recipe a run directory was started with (``--resume``)."""
+    from seqtree.config import read_yaml
+
     path = run_dir / rundir.RECIPE
+    if not run_dir.is_dir():
+        raise FileNotFoundError(
+            f"--resume {run_dir}: no such run directory (a run interrupted before it started leaves none; start it "
+            "again without --resume)"
+        )
     if not path.is_file():
         raise FileNotFoundError(f"--resume {run_dir}: no {rundir.RECIPE} there; is it a seqtree design run?")
-    return validate_design_recipe(yaml.safe_load(path.read_text()), str(path))
+    return validate_design_recipe(read_yaml(path), str(path))
 
 
 class SearchProgressBar:

@@ -14,6 +14,7 @@ generator seeded from the device generator's seed, so a seed still fixes the who
 
 from __future__ import annotations
 
+import os
 from contextlib import AbstractContextManager, nullcontext
 from typing import Literal
 
@@ -117,3 +118,15 @@ def host_generator(generator: torch.Generator) -> torch.Generator:
     if generator.device.type == "cpu":
         return generator
     return torch.Generator().manual_seed(generator.initial_seed() + HOST_SEED_OFFSET)
+
+
+def set_threads(threads: int | None) -> None:
+    """Use ``threads`` CPU threads for torch here and in the processes this one starts (``OMP_NUM_THREADS``: a
+    fleet's seeds, Lightning's DDP ranks); None leaves torch's choice. Every ``--threads`` option and every recipe's
+    ``threads`` field goes through this one function."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)

@@ -39,17 +39,17 @@ from seqtree import rundir
 from seqtree.buffer import ReplayBuffer, result_rows
 from seqtree.config import RecipeError
 from seqtree.design import (
+    InterruptedBeforeStart,
     SearchProgressBar,
     StopFlag,
     TimedOracle,
     build_budget,
-    build_oracle,
     build_problem,
-    build_root,
-    model_device,
+    prepare_design,
     resolved_run_dir,
+    scored_as,
 )
-from seqtree.device import make_generator
+from seqtree.device import make_generator, set_threads
 from seqtree.finetune_eval import evaluate_policy
 from seqtree.recipe import DesignRecipe, FinetuneSection
 from seqtree.training.ranks import Ranks, launch_ranks
@@ -123,7 +123,6 @@ def run_finetune(
     log=None,
 ) -> FinetuneRun:
     """Run (or resume) the recipe's fine-tuning rounds and write the run directory."""
-    from seqtree.models.loading import load_model
     from seqtree.training.wdce import WDCEFineTuner
 
     cfg = recipe.finetune
@@ -137,18 +136,13 @@ def run_finetune(
     ranks = launch_ranks(accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
                          strategy=cfg.strategy)  # fmt: skip
     progress, log = (progress, log) if ranks.is_zero else (False, None)
-    device = model_device(recipe)
+    set_threads(cfg.threads)
+    prepared = prepare_design(recipe)  # every refusal before the run folder appears (seqtree validate's checks)
+    device, model, oracle, root = prepared.device, prepared.model, prepared.oracle, prepared.root
+    if (stop or StopFlag()).requested:
+        raise InterruptedBeforeStart(run_dir, resume=resume, command="finetune")
     if ranks.is_zero:
         rundir.write_atomic(run_dir / rundir.RECIPE, yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-
-    model = load_model(
-        recipe.model.name, trust_remote_code=recipe.model.trust_remote_code, device=device,
-        precision=recipe.model.precision,
-    )  # fmt: skip
-    oracle = TimedOracle(build_oracle(recipe))
-    root = build_root(recipe, model)
     system = WDCEFineTuner(
         model.denoiser, model.diffusion, lr=cfg.lr, weight_decay=cfg.weight_decay, replicates=cfg.replicates,
         cap=cfg.weight_cap, ema_decay=cfg.ema_decay, seed=recipe.seed,
@@ -381,7 +375,7 @@ def _metrics_row(k: int, search: dict | None, evaluation: dict, previous: dict |
 
 def _write_round(round_dir: Path, recipe: DesignRecipe, result, policy, oracle, k: int) -> None:
     names = oracle.objective_names if len(oracle.objective_names) > 1 else []
-    table = rundir.designs_table(result, recipe.design.num_designs, names, None)
+    table = rundir.designs_table(result, recipe.design.num_designs, names, None, scored_as(policy.tokenizer))
     rundir.write_designs(round_dir, table, fasta=policy.domain in ("dna", "protein", "ehrlich"))
     rundir.write_curve(round_dir, result.curve_dataframe(), f"{recipe.name}, round {k}: {result.algorithm}")
     _export(policy, round_dir / MODEL, recipe, k)

@@ -27,7 +27,8 @@ from typing import Any
 import yaml
 
 from seqtree import rundir
-from seqtree.design import StopFlag, resolved_run_dir, run_design, stop_on_signals
+from seqtree.design import InterruptedBeforeStart, StopFlag, resolved_run_dir, run_design, stop_on_signals
+from seqtree.extras import MissingExtra, missing_extra
 from seqtree.fleet_merge import DONE, INTERRUPTED, MISSING, merge_runs, read_json, seed_dir
 from seqtree.recipe import DesignRecipe
 
@@ -78,7 +79,7 @@ def choose_backend(workers: int, ray_address: str | None) -> str:
     """Ray when asked for by address or when installed; one worker needs no pool at all."""
     if ray_address is not None:
         if not _ray_installed():
-            raise ValueError(f"--ray-address {ray_address}: Ray is not installed; pip install 'seqtree[ray]'")
+            raise missing_extra(f"--ray-address {ray_address}", "ray", "Ray is not installed")
         return RAY
     if workers == 1:
         return SEQUENTIAL
@@ -114,7 +115,9 @@ def run_seed(
 
     try:
         run = run_design(recipe, out=Path(run_dir), resume=resume, progress=progress, stop=stop, log=log)
-    except (FileNotFoundError, FileExistsError, TokenizationError, ValueError) as error:
+    except InterruptedBeforeStart:  # stopped before its run folder was written: a seed still to run
+        return SeedOutcome(recipe.seed, str(run_dir))
+    except (FileNotFoundError, FileExistsError, TokenizationError, ValueError, MissingExtra) as error:
         return SeedOutcome(recipe.seed, str(run_dir), error=" ".join(str(error).split()))
     return SeedOutcome(recipe.seed, str(run_dir), summary=run.summary)
 

@@ -13,15 +13,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from seqtree.config import RecipeError, apply_overrides, format_validation_error, read_yaml
+from seqtree.config import RecipeError, RecipeModel, apply_overrides, format_validation_error, read_yaml
 from seqtree.search.registry import ALGORITHMS
 
 # Parameters the design run sets itself from other sections; a recipe may not set them under search:.
 RUN_OWNED_PARAMS = ("resume_from", "save_to")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Strict(RecipeModel):
+    """Unknown fields are errors; a number written as one of a text field's choices is that choice."""
 
 
 class ModelSection(_Strict):
@@ -165,6 +165,7 @@ class DesignRecipe(_Strict):
         owned = sorted(set(params) & set(RUN_OWNED_PARAMS))
         if owned:
             raise ValueError(f"search.{owned[0]} is set by the run (use output.save_tree and --resume)")
+        _refuse_foreign_params(self.search.algorithm, params)
         _validate_nested(ALGORITHMS[self.search.algorithm].params, params, "search")
         return self
 
@@ -175,6 +176,20 @@ class DesignRecipe(_Strict):
         from seqtree.oracles import OracleSpec
 
         return OracleSpec.model_validate(self.oracle)
+
+
+def _refuse_foreign_params(algorithm: str, params: dict[str, Any]) -> None:
+    """A parameter of another algorithm under search: (left behind by ``--set search.algorithm=...``) is refused
+    naming the algorithms it belongs to and how to switch, rather than dropped: dropping it would change what runs."""
+    own = ALGORITHMS[algorithm].params.model_fields
+    for key in params:
+        owners = [name for name, spec in ALGORITHMS.items() if key not in own and key in spec.params.model_fields]
+        if owners:
+            names = owners[0] if len(owners) == 1 else f"{', '.join(owners[:-1])} and {owners[-1]}"
+            raise ValueError(
+                f"search.{key} belongs to {names}, not {algorithm}; to switch algorithms replace the whole section: "
+                f"--set search='{{algorithm: {algorithm}}}' (with {algorithm}'s own parameters inside the braces)"
+            )
 
 
 def _validate_nested(model: type[BaseModel], data: dict[str, Any], prefix: str) -> None:
@@ -197,7 +212,7 @@ def validate_design_recipe(data: dict[str, Any], source: str) -> DesignRecipe:
     except ValidationError as error:
         message = format_validation_error(error, source)
         # A nested section's own message already names its field ("oracle.x" / "search.x"): drop the wrapper.
-        message = message.replace("Value error, ", "")
+        message = message.replace("Value error, ", "").replace(": (top level): ", ": ").replace(".(top level): ", ": ")
         raise RecipeError(message) from None
 
 

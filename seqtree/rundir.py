@@ -1,8 +1,9 @@
 """The run directory of ``seqtree design``: every file written atomically (temporary file, then rename).
 
 Files: ``recipe.yaml`` (resolved), ``designs.csv`` / ``designs.jsonl`` (and ``designs.fasta`` for biological
-sequences), ``curve.csv`` / ``curve.png`` (best and mean reward versus NFE and oracle calls), ``pareto.png`` for
-several objectives, ``summary.json``, and the search state (``search_state.safetensors``) that ``--resume`` reads.
+sequences), ``curve.csv`` / ``curve.png`` (best reward, mean reward of the valid sequences and the invalid fraction
+versus NFE and oracle calls), ``pareto.png`` for several objectives, ``summary.json``, and the search state
+(``search_state.safetensors``) that ``--resume`` reads.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,16 +46,30 @@ def write_atomic(path: Path, data: str | bytes) -> Path:
     return path
 
 
-def designs_table(result, num_designs: int, objective_names: list[str], prompt: str | None) -> pd.DataFrame:
-    """The best ``num_designs`` distinct designs: sequence, reward, each objective, log-probability, weight, rank."""
+def designs_table(
+    result,
+    num_designs: int,
+    objective_names: list[str],
+    prompt: str | None,
+    scored_as: tuple[str, Callable[[str], str]] | None = None,
+) -> pd.DataFrame:
+    """The best ``num_designs`` distinct designs: sequence, reward, each objective, log-probability, weight, rank.
+
+    ``scored_as`` = (column, decode): designs written in another representation than the oracle read get a column
+    with the string the oracle scored (SELFIES designs: ``smiles``, their canonical SMILES), after ``sequence``;
+    designs are then distinct by that string (two SELFIES of one molecule are one design)."""
     designs = result.designs
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
     for index, sequence in enumerate(designs.sequences):
-        if sequence in seen:
+        scored = sequence if scored_as is None else scored_as[1](sequence)
+        if scored in seen:
             continue
-        seen.add(sequence)
-        row: dict[str, Any] = {"rank": len(rows) + 1, "sequence": sequence, "reward": float(designs.scores[index])}
+        seen.add(scored)
+        row: dict[str, Any] = {"rank": len(rows) + 1, "sequence": sequence}
+        if scored_as is not None:
+            row[scored_as[0]] = scored
+        row["reward"] = float(designs.scores[index])
         if prompt is not None:
             row["prompt"] = prompt
         values = designs.rewards[index].tolist()
@@ -65,7 +81,8 @@ def designs_table(result, num_designs: int, objective_names: list[str], prompt: 
         rows.append(row)
         if len(rows) == num_designs:
             break
-    columns = ["rank", "sequence", "reward", *(["prompt"] if prompt is not None else [])]
+    columns = ["rank", "sequence", *([scored_as[0]] if scored_as is not None else []), "reward"]
+    columns += ["prompt"] if prompt is not None else []
     return pd.DataFrame(rows, columns=None if rows else columns + ["log_prob", "weight"])
 
 
@@ -87,7 +104,8 @@ def write_designs(run_dir: Path, table: pd.DataFrame, *, fasta: bool) -> None:
 
 
 def write_curve(run_dir: Path, curve: pd.DataFrame, title: str) -> None:
-    """curve.csv and curve.png: best and mean reward versus NFE (left) and oracle calls (right)."""
+    """curve.csv and curve.png: best and mean reward (of the valid sequences; the floor of the invalid ones would
+    drag it towards -1000) versus NFE (left) and oracle calls (right); the csv also has the invalid fraction."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -98,7 +116,7 @@ def write_curve(run_dir: Path, curve: pd.DataFrame, title: str) -> None:
     for axis, x, label in ((axes[0], "nfe", "NFE (denoiser rows)"), (axes[1], "oracle_calls", "oracle calls")):
         if len(curve):
             axis.step(curve[x], curve["best_reward"], where="post", label="best reward")
-            axis.plot(curve[x], curve["mean_reward"], label="mean reward", alpha=0.7)
+            axis.plot(curve[x], curve["mean_reward"], label="mean reward (valid)", alpha=0.7)
         axis.set_xlabel(label)
         axis.set_ylabel("reward")
         axis.grid(alpha=0.3)

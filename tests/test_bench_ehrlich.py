@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("holo", reason="the Ehrlich benchmark needs the holo extra")
 
-from bench import ehrlich  # noqa: E402
+from seqtree.bench import ehrlich  # noqa: E402
 from seqtree.oracles.ehrlich import BENCHMARK_INSTANCES, EhrlichOracle  # noqa: E402
 from seqtree.oracles.ehrlich_instances import parse_instance  # noqa: E402
 
@@ -207,7 +207,7 @@ def test_search_set_overrides_parse_by_algorithm():
 
 
 def test_a_bad_instance_spec_is_a_usage_error(tmp_path, capsys):
-    from bench.__main__ import main
+    from seqtree.bench.__main__ import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["ehrlich", "--out", str(tmp_path), "--instances", "v=20,L=6,c=2,k=4"])

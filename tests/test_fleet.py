@@ -12,6 +12,7 @@ import pytest
 from inprocess import seqtree_inprocess
 
 from seqtree.design import run_design
+from seqtree.extras import MissingExtra
 from seqtree.fleet import FLEET, parse_seeds, run_fleet, seed_dir
 from seqtree.fleet_merge import merge_designs
 from seqtree.recipe import load_design_recipe
@@ -106,7 +107,7 @@ def test_backend_is_ray_where_installed_else_processes_and_one_worker_needs_neit
 
     monkeypatch.setattr(fleet, "_ray_installed", lambda: False)
     assert fleet.choose_backend(1, None) == "sequential" and fleet.choose_backend(4, None) == "processes"
-    with pytest.raises(ValueError, match="--ray-address.*seqtree\\[ray\\]"):
+    with pytest.raises(MissingExtra, match="--ray-address.*'ray' extra.*seqtree\\[ray\\]"):
         fleet.choose_backend(4, "ray://head:10001")
     monkeypatch.setattr(fleet, "_ray_installed", lambda: True)
     assert fleet.choose_backend(4, None) == "ray" and fleet.choose_backend(1, "auto") == "ray"

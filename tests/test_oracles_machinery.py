@@ -18,6 +18,7 @@ from seqtree.oracles import (
     Negate,
     Normalize,
     Oracle,
+    OracleShapeError,
     ParetoVector,
     PooledOracle,
     WeightedSum,
@@ -73,13 +74,54 @@ def test_non_string_entries_are_floored() -> None:
     assert out.reasons[1] == "not a string: NoneType"
 
 
-def test_wrong_shape_from_scorer_is_a_failure() -> None:
+def test_wrong_shape_from_scorer_is_an_error_not_a_floor() -> None:
     class Bad(Length):
         def _evaluate(self, sequences: list[str]) -> np.ndarray:
             return np.zeros(len(sequences) + 1)
 
-    out = Bad().score(["a", "b"])
-    assert not out.valid.any() and "shape" in (out.reasons[0] or "")
+    with pytest.raises(OracleShapeError, match=r"'length' returned 3 values .*batch of 2 sequences"):
+        Bad().score(["a", "b"])
+
+
+def one_value(sequences: list[str]) -> list[float]:
+    """A custom oracle's bug: one number for the whole batch."""
+    return [1.0]
+
+
+def two_columns(sequences: list[str]) -> list[list[float]]:
+    return [[1.0, 2.0] for _ in sequences]
+
+
+def test_a_custom_oracle_answering_one_value_for_a_batch_is_never_broadcast() -> None:
+    """Issue 16: ``[1.0]`` for three sequences gave all three reward 1.0."""
+    oracle = build_oracle("custom", function="test_oracles_machinery:one_value")
+    with pytest.raises(OracleShapeError, match=r"'one_value' returned 1 value \(shape \(1,\)\) for a batch of 3 "):
+        oracle.score(["AAA", "CC", "G"])
+    assert oracle([]).shape == (0,) and oracle(["A"]).tolist() == [1.0]  # right for a batch of one
+    spec = {"sum": [{"name": "custom", "params": {"function": "test_oracles_machinery:one_value"}, "weight": 1.0}]}
+    with pytest.raises(OracleShapeError, match="batch of 2"):  # through composition and the cache alike
+        CachedOracle(build_oracle_from_spec(spec)).score(["AC", "GT"])
+
+
+def test_a_wrong_number_of_objectives_is_an_error_naming_both() -> None:
+    three = build_oracle("custom", function="test_oracles_machinery:two_columns", num_objectives=3)
+    with pytest.raises(OracleShapeError, match=r"'two_columns' returned 2 objectives per sequence, expected 3"):
+        three.score(["A", "C"])
+    one = build_oracle("custom", function="test_oracles_machinery:two_columns")
+    with pytest.raises(OracleShapeError, match="returned 2 objectives per sequence, expected 1"):
+        one.score(["A", "C"])
+    two = build_oracle("custom", function="test_oracles_machinery:two_columns", num_objectives=2)
+    assert two(["A"]).shape == (1, 2)
+
+
+def test_a_pooled_oracle_raises_its_workers_shape_error() -> None:
+    inner = build_oracle("custom", function="test_oracles_machinery:one_value")
+    pooled = PooledOracle(inner, workers=1, chunk_size=4, start_method="fork")
+    try:
+        with pytest.raises(OracleShapeError, match="batch of 3"):
+            pooled.score(["A", "C", "G"])
+    finally:
+        pooled.close()
 
 
 def test_cache_hits_do_not_call_scorer() -> None:

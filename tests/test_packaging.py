@@ -8,7 +8,12 @@ from pathlib import Path
 import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
-MAPPED = {"seqtree": ROOT / "seqtree", "seqtree.models": ROOT / "models", "seqtree.oracles": ROOT / "oracles"}
+MAPPED = {
+    "seqtree": ROOT / "seqtree",
+    "seqtree.models": ROOT / "models",
+    "seqtree.oracles": ROOT / "oracles",
+    "seqtree.bench": ROOT / "bench",
+}
 
 
 def _packages_on_disk() -> set[str]:
@@ -46,7 +51,8 @@ def test_wheel_holds_mapped_packages_and_shipped_checkpoints(tmp_path):
     (wheel,) = tmp_path.glob("seqtree-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "seqtree/models/tokenizers.py" in names and "seqtree/oracles/__init__.py" in names
-    assert not any(n.startswith(("models/", "oracles/")) for n in names)  # no clashing top-level packages
+    assert "seqtree/bench/__main__.py" in names and "seqtree/testing.py" in names  # benchmarks run without a checkout
+    assert not any(n.startswith(("models/", "oracles/", "bench/", "tests/")) for n in names)  # no clashing packages
     for checkpoint in (ROOT / "models" / "checkpoints").glob("*/config.json"):
         for file in checkpoint.parent.iterdir():
             if file.suffix in {".json", ".safetensors", ".md"}:

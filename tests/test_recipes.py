@@ -198,18 +198,22 @@ def test_registry_capabilities_match_what_the_algorithms_do():
 
 # ------------------------------------------------------------------------------------- interrupt and resume
 LONG = ["--set", "budget.nfe=2400", "--set", "budget.seconds=null", "--set", "model.num_steps=16",
-        "--set", "search.leaves_per_iteration=1", "--set", "design.length=40"]  # fmt: skip
+        "--set", "design.length=40"]  # fmt: skip
 
 
-@pytest.mark.parametrize("name", ["protein.yaml", "protein-pareto.yaml"], ids=["dts_star", "mcts"])
-def test_interrupt_leaves_partial_outputs_and_resume_matches_uninterrupted(tmp_path, name):
+@pytest.mark.parametrize(("name", "search"), [
+    ("protein.yaml", "{algorithm: dts_star, alpha: 0.05, leaves_per_iteration: 1}"),
+    ("protein-pareto.yaml", "{algorithm: mcts, num_children: 4, leaves_per_iteration: 1}"),
+], ids=["dts_star", "mcts"])  # fmt: skip
+def test_interrupt_leaves_partial_outputs_and_resume_matches_uninterrupted(tmp_path, name, search):
     recipe = str(ROOT / "recipes" / name)
-    whole = _seqtree("design", recipe, "--out", str(tmp_path / "whole"), *LONG)
+    args = [*LONG, "--set", f"search={search}"]  # the tree searches save their state to resume
+    whole = _seqtree("design", recipe, "--out", str(tmp_path / "whole"), *args)
     assert whole.returncode == 0, whole.stderr
 
     # One thread, as the in-process whole and resumed runs use (conftest): the same arithmetic in all three.
     process = subprocess.Popen(
-        [sys.executable, "-m", "seqtree.cli", "design", recipe, "--out", str(tmp_path / "cut"), *LONG],
+        [sys.executable, "-m", "seqtree.cli", "design", recipe, "--out", str(tmp_path / "cut"), *args],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )  # fmt: skip
     for line in process.stderr:  # wait until the search has started

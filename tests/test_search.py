@@ -503,7 +503,7 @@ def test_contract(toy, name):
     assert first.nfe <= 400 and first.oracle_calls <= 150
     nfes = [c.nfe for c in first.curve]
     assert nfes == sorted(nfes) and first.curve[-1].best_reward >= float(designs.scores[0])
-    assert first.curve_dataframe().shape[1] == 5 and len(first.designs_dataframe()) == len(designs)
+    assert first.curve_dataframe().shape[1] == 6 and len(first.designs_dataframe()) == len(designs)
     assert again.designs.sequences == designs.sequences and again.nfe == first.nfe
     assert torch.equal(again.trajectories.log_prob, traj.log_prob)
 

@@ -76,6 +76,27 @@ def test_train_resume_and_loss_falls(tiny_recipe, tmp_path):
     assert model.max_length == 24
 
 
+def test_model_card_sample_report_is_sized_by_a_flag_and_logs_its_progress(tiny_recipe, tmp_path):
+    """Issue 16: a 60-step smoke run trained for 2 min, then wrote 512 samples per sampler for 7 min, silently."""
+    assert TrainRecipe.model_fields["report_samples"].default <= 64
+    result = _seqtree("train", str(tiny_recipe), "--report-samples", "5", "--set", "training.max_steps=8")
+    assert result.returncode == 0, result.stderr
+    assert "sampling 5 sequences with each of 2 samplers" in result.stderr
+    assert result.stderr.count("5/5 samples") == 2  # one line per batch and sampler
+    export = tmp_path / "run" / "model"
+    assert "5 samples per sampler (seed 0)" in (export / "README.md").read_text()
+    assert json.loads((export / "training_facts.json").read_text())["sample_report"]["samples"] == 5
+
+
+def test_shipped_cards_say_how_many_samples_their_numbers_were_made_with():
+    cards = sorted((Path(__file__).resolve().parents[1] / "models" / "checkpoints").glob("*/training_facts.json"))
+    assert cards
+    for facts_file in cards:
+        report = json.loads(facts_file.read_text()).get("sample_report")
+        card = (facts_file.parent / "README.md").read_text()
+        assert (f"{report['samples']} samples per sampler" in card) if report else "## Samples" not in card
+
+
 def test_bad_recipe_exits_2_naming_the_field(tiny_recipe):
     # in-process: both fail validation before anything trains or seeds a generator
     result = seqtree_inprocess("train", str(tiny_recipe), "--set", "model.num_layers=zero")

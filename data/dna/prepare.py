@@ -39,7 +39,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import stats  # noqa: E402
-from _common import atomic_write_fasta, die, display_path, file_size_report, require_file, write_stats  # noqa: E402
+from _common import atomic_write_fasta, die, display_path, publish, require_file  # noqa: E402
 
 DEFAULT_SOURCE = "/usr/lib/R/site-library/Biostrings/extdata/dm3_upstream2000.fa.gz"
 HOW_TO_GET = (
@@ -126,11 +126,7 @@ def main(argv=None) -> int:
         f"seeded (seed={args.seed}) split {len(train):,} train / {len(val):,} val.\n\n"
         + stats.summary_markdown(summary, "bases")
     )
-    if out.resolve() == HERE:
-        write_stats(out, info, md)
-    print(md)
-    file_size_report(out / "train.fasta", out / "val.fasta")
-    return 0
+    return publish(out, HERE, info, md, out / "train.fasta", out / "val.fasta")
 
 
 if __name__ == "__main__":

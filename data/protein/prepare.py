@@ -43,9 +43,8 @@ import stats  # noqa: E402
 from _common import (  # noqa: E402
     atomic_write_fasta,
     die,
-    file_size_report,
+    publish,
     require_file,
-    write_stats,
 )
 
 DEFAULT_SOURCE = "/usr/share/metastudent-data/dataset_201401/MFO/goasp.fasta"
@@ -164,11 +163,7 @@ def main(argv=None) -> int:
         f"seeded (seed={args.seed}) sample of {len(train):,} train + {len(val):,} val.\n\n"
         + stats.summary_markdown(summary, "residues")
     )
-    if out.resolve() == HERE:
-        write_stats(out, info, md)
-    print(md)
-    file_size_report(out / "train.fasta", out / "val.fasta")
-    return 0
+    return publish(out, HERE, info, md, out / "train.fasta", out / "val.fasta")
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import stats  # noqa: E402
-from _common import atomic_write_lines, die, display_path, file_size_report, require_file, write_stats  # noqa: E402
+from _common import atomic_write_lines, die, display_path, publish, require_file  # noqa: E402
 
 CSV_IN_WHEEL = "moses/dataset/data/train.csv.gz"
 HOW_TO_GET = (
@@ -163,11 +163,7 @@ def main(argv=None) -> int:
         f"val {char_lens['val']['min']}-{char_lens['val']['max']} (mean {char_lens['val']['mean']}).\n\n"
         + stats.summary_markdown(summary, "tokens")
     )
-    if out.resolve() == HERE:
-        write_stats(out, info, md)
-    print(md)
-    file_size_report(out / "train.smi", out / "val.smi")
-    return 0
+    return publish(out, HERE, info, md, out / "train.smi", out / "val.smi")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import stats  # noqa: E402
-from _common import atomic_write_lines, die, display_path, file_size_report, require_file, write_stats  # noqa: E402
+from _common import atomic_write_lines, die, display_path, publish, require_file  # noqa: E402
 
 JSONL_SUFFIX = "bible/data/kjv.jsonl"
 HOW_TO_GET = (
@@ -143,11 +143,7 @@ def main(argv=None) -> int:
         f"{len(val) / (len(train) + len(val)):.2%}); {overlap} "
         f"validation verse(s) have an exact twin in train.\n\n" + stats.summary_markdown(summary, "bytes")
     )
-    if out.resolve() == HERE:
-        write_stats(out, info, md)
-    print(md)
-    file_size_report(out / "train.txt", out / "val.txt")
-    return 0
+    return publish(out, HERE, info, md, out / "train.txt", out / "val.txt")
 
 
 if __name__ == "__main__":

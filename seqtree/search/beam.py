@@ -24,7 +24,7 @@ from seqtree.search.budget import Budget
 from seqtree.search.engine import Engine, PartialState
 from seqtree.search.params import SearchParams, build_params
 from seqtree.search.problem import SearchProblem
-from seqtree.search.result import SearchResult
+from seqtree.search.result import SearchResult, first_copies
 from seqtree.search.sizing import one_pass_size
 
 Schedule = Literal["constant", "linear", "exponential"]
@@ -61,16 +61,7 @@ def scheduled(start: int, end: int | None, depth: int, num_depths: int, kind: st
 
 def _first_unique(tokens: torch.Tensor, order: torch.Tensor, count: int) -> torch.Tensor:
     """The first ``count`` rows of ``order`` whose tokens differ from every earlier kept row."""
-    seen, kept = set(), []
-    rows = tokens.tolist()  # one transfer, not one per row
-    for i in order.tolist():
-        key = tuple(rows[i])
-        if key not in seen:
-            seen.add(key)
-            kept.append(i)
-        if len(kept) == count:
-            break
-    return torch.tensor(kept, dtype=torch.long)
+    return order[first_copies(tokens[order.to(tokens.device)]).cpu()[:count]]
 
 
 def run_beam(

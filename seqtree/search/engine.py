@@ -23,7 +23,15 @@ from seqtree.device import host_generator
 from seqtree.diffusion import check_log_probs
 from seqtree.search.budget import STOP_NFE, STOP_ORACLE, Budget, Meter
 from seqtree.search.problem import SearchProblem
-from seqtree.search.result import UNKNOWN_STEP, CurvePoint, Designs, SearchResult, Trajectories, pareto_mask
+from seqtree.search.result import (
+    UNKNOWN_STEP,
+    CurvePoint,
+    Designs,
+    SearchResult,
+    Trajectories,
+    first_copies,
+    pareto_mask,
+)
 from seqtree.search.tree import Tree
 
 
@@ -128,8 +136,9 @@ class Engine:
         self.mask_id = problem.diffusion.mask_id
         self.curve: list[CurvePoint] = []
         self.best = -math.inf
-        self.reward_sum = 0.0
-        self.reward_count = 0
+        self.reward_sum = 0.0  # over valid sequences (rewards above the floor)
+        self.reward_count = 0  # valid sequences
+        self.invalid_count = 0  # sequences with the floor in any objective
         self.memo: dict[str, Tensor] = {}
         self.floored: dict[str, int] = {}  # reason -> infinite reward values the oracle returned, set to the floor
 
@@ -312,17 +321,21 @@ class Engine:
         stacked = torch.stack(rewards) if rewards else torch.zeros(0, width, dtype=torch.float64)
         scores = p.scalarize(stacked)
         if scores.numel():
+            invalid = (stacked == p.reward_floor).any(-1)  # [B'] the floor marks invalid or failed sequences
             self.best = max(self.best, float(scores.max()))
-            self.reward_sum += float(scores.sum())
-            self.reward_count += int(scores.numel())
+            self.reward_sum += float(scores[~invalid].sum())
+            self.reward_count += int((~invalid).sum())
+            self.invalid_count += int(invalid.sum())
             self.record()
         return Scored(torch.tensor(rows, dtype=torch.long, device=tokens.device), stacked, scores)
 
     def record(self) -> None:
+        scored = self.reward_count + self.invalid_count
         mean = self.reward_sum / self.reward_count if self.reward_count else math.nan
-        best = self.best if self.reward_count else math.nan
+        best = self.best if scored else math.nan
+        invalid = self.invalid_count / scored if scored else math.nan
         m = self.meter
-        point = CurvePoint(m.nfe, m.oracle_calls, m.seconds, best, mean)
+        point = CurvePoint(m.nfe, m.oracle_calls, m.seconds, best, mean, invalid)
         self.curve.append(point)
         observer = self.problem.observer
         if observer is not None and observer(point):
@@ -473,8 +486,8 @@ class Engine:
                 "log_prob_model": state.log_prob_model[rows].cpu(), "unmask_step": unmask[rows].cpu(),
             })  # fmt: skip
         columns = {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
-        first = list({tuple(row): i for i, row in reversed(list(enumerate(columns["tokens"].tolist())))}.values())
-        return {key: value[sorted(first)] for key, value in columns.items()}  # one row per sequence
+        first = first_copies(columns["tokens"])
+        return {key: value[first] for key, value in columns.items()}  # one row per sequence
 
     def empty_columns(self) -> dict[str, Tensor]:
         """Zero-row design columns (a search stopped before any design was complete)."""

@@ -3,10 +3,12 @@ errors that name the field (a recipe builds these from YAML)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
+
+from seqtree.config import RecipeModel
 
 
-class SearchParams(BaseModel):
+class SearchParams(RecipeModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 

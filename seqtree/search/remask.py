@@ -38,7 +38,7 @@ from seqtree.search.budget import Budget
 from seqtree.search.engine import Engine
 from seqtree.search.params import SearchParams, build_params
 from seqtree.search.problem import SearchProblem
-from seqtree.search.result import UNKNOWN_STEP, SearchResult
+from seqtree.search.result import UNKNOWN_STEP, SearchResult, first_copies
 
 
 class RemaskParams(SearchParams):
@@ -87,17 +87,11 @@ class _Pool:
         first."""
         cols = {k: torch.cat(v) for k, v in self.columns.items()}
         scores, born = torch.cat(self.scores), torch.cat(self.born)
-        has_path = ~(cols["unmask_step"] == UNKNOWN_STEP).any(-1) if "unmask_step" in cols else None
-        chosen: dict[tuple[int, ...], int] = {}
-        dated: dict[tuple[int, ...], int] = {}
-        for index in torch.argsort(born, descending=True, stable=True).tolist():
-            key = tuple(cols["tokens"][index].tolist())
-            if key not in chosen:
-                chosen[key], dated[key] = index, int(born[index])
-            elif has_path is not None and has_path[index] and not has_path[chosen[key]]:
-                chosen[key] = index
-        rows = torch.tensor(list(chosen.values()), dtype=torch.long)
-        when = torch.tensor(list(dated.values()), dtype=torch.long)
+        newest = torch.argsort(born, descending=True, stable=True)
+        tokens = cols["tokens"][newest]
+        no_path = (cols["unmask_step"][newest] == UNKNOWN_STEP).any(-1).long() if "unmask_step" in cols else None
+        rows = newest[first_copies(tokens, no_path)]  # a copy with a sampling path if any, else the newest
+        when = born[newest[first_copies(tokens)]]  # each sequence dated by its newest copy
         order = torch.argsort(when, descending=True, stable=True)
         order = order[torch.argsort(scores[rows[order]], descending=True, stable=True)][:keep]
         picked = rows[order]
@@ -149,14 +143,7 @@ def run_remask(
     archive, population = _Pool(engine), _Pool(engine)  # everything found (the result) / the current elites
     device = problem.root.device
 
-    def affordable(size: int, rows_each: int) -> int:
-        """``size``, or fewer when the NFE left cannot complete that many (at most ``rows_each`` rows each), so a
-        tight budget still completes some designs instead of cutting the whole batch mid-way; at least 1."""
-        left = engine.meter.nfe_left
-        return size if left == float("inf") else max(1, min(size, int(left // rows_each)))
-
     def sample(size: int):
-        size = affordable(size, problem.num_steps)
         x = problem.root.unsqueeze(0).expand(size, -1)
         start = torch.zeros(size, dtype=torch.long, device=device)
         out = engine.advance(x, start, torch.full_like(start, problem.num_steps))
@@ -180,7 +167,7 @@ def run_remask(
         parents = elites["tokens"].to(device)
         if not len(parents):  # the budget completed no design to start from
             break
-        size = affordable(p.children, refill)
+        size = p.children  # the engine cuts the batch to the rows the NFE left can complete
         host = engine.host_generator  # proposals are drawn on the host, then moved once
         pick = torch.randint(len(parents), (size,), generator=host).to(device)
         mate = torch.randint(len(parents), (size,), generator=host).to(device)

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from seqtree.search.tree import Tree
 
-CURVE_COLUMNS = ("nfe", "oracle_calls", "seconds", "best_reward", "mean_reward")
+CURVE_COLUMNS = ("nfe", "oracle_calls", "seconds", "best_reward", "mean_reward", "invalid_fraction")
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,10 @@ class CurvePoint:
     oracle_calls: int
     seconds: float
     best_reward: float  # best scalarised reward of any sequence scored so far
-    mean_reward: float  # mean scalarised reward of all sequences produced so far
+    mean_reward: float  # mean scalarised reward of the valid sequences produced so far (NaN while none is valid)
+    # fraction of the sequences produced so far that got the oracle's floor (invalid, failed, infinite reward); the
+    # floor is left out of mean_reward, which would otherwise read as the floor times this fraction
+    invalid_fraction: float
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,24 @@ class SearchResult:
 
     def designs_dataframe(self):
         return self.designs.to_dataframe()
+
+
+def first_copies(rows: Tensor, rank: Tensor | None = None) -> Tensor:
+    """Indices into ``rows`` [N, L], one per distinct row: its copy with the smallest non-negative integer ``rank``
+    (ties and the default: the earliest copy), listed in the order of each distinct row's first copy. One sort on
+    whatever device ``rows`` live on, instead of hashing Python tuples row by row."""
+    n = len(rows)
+    if n == 0:
+        return torch.zeros(0, dtype=torch.long, device=rows.device)
+    _, group = torch.unique(rows, dim=0, return_inverse=True)
+    groups = int(group.max()) + 1
+    index = torch.arange(n, device=rows.device)
+    first = torch.full((groups,), n, dtype=torch.long, device=rows.device).scatter_reduce(0, group, index, "amin")
+    if rank is None:
+        return first.sort().values
+    key = rank.to(device=rows.device, dtype=torch.long) * n + index
+    best = torch.full_like(first, int(key.max()) + 1).scatter_reduce(0, group, key, "amin") % n
+    return best[first.argsort()]
 
 
 def pareto_mask(points: Tensor) -> Tensor:

@@ -9,6 +9,7 @@ counts) are the same after the resume.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,7 +20,7 @@ from seqtree.search.budget import STOP_ITERATIONS, STOP_STALLED, Budget
 from seqtree.search.engine import Engine
 from seqtree.search.params import SearchParams
 from seqtree.search.problem import SearchProblem
-from seqtree.search.result import CurvePoint
+from seqtree.search.result import CURVE_COLUMNS, CurvePoint
 from seqtree.search.tree import Tree
 
 HOST_STATE = "host_generator_state"  # a device run's CPU generator (tree selection), beside the device one
@@ -101,11 +102,12 @@ def save_state(
 ) -> None:
     """Write the tree with the run's counters, curve, generator state and ``archive`` tensors to ``path``."""
     m = engine.meter
-    curve = [[c.nfe, c.oracle_calls, c.seconds, c.best_reward, c.mean_reward] for c in engine.curve]
+    curve = [[getattr(c, name) for name in CURVE_COLUMNS] for c in engine.curve]
+    stats = [engine.best, engine.reward_sum, engine.reward_count, engine.invalid_count]
     tree.extras = {
         "counters": np.array([m.nfe, m.oracle_calls, iterations], np.int64),
-        "reward_stats": np.array([engine.best, engine.reward_sum, engine.reward_count], np.float64),
-        "curve": np.array(curve, np.float64).reshape(-1, 5),
+        "reward_stats": np.array(stats, np.float64),
+        "curve": np.array(curve, np.float64).reshape(-1, len(CURVE_COLUMNS)),
         "generator_state": generator.get_state().numpy(),
         **({} if engine.host_generator is generator else {HOST_STATE: engine.host_generator.get_state().numpy()}),
         **{ARCHIVE_PREFIX + k: v.numpy() for k, v in (archive or {}).items()},
@@ -121,9 +123,12 @@ def restore_state(engine: Engine, tree: Tree, generator: torch.Generator) -> tup
     extras = tree.extras
     nfe, oracle_calls, iterations = (int(v) for v in extras["counters"])
     engine.meter.nfe, engine.meter.oracle_calls = nfe, oracle_calls
-    best, reward_sum, reward_count = (float(v) for v in extras["reward_stats"])
-    engine.best, engine.reward_sum, engine.reward_count = best, reward_sum, int(reward_count)
-    engine.curve = [CurvePoint(int(r[0]), int(r[1]), float(r[2]), float(r[3]), float(r[4])) for r in extras["curve"]]
+    # states saved before the curve counted invalid sequences apart hold three statistics and five columns
+    best, reward_sum, reward_count, invalid_count = [*(float(v) for v in extras["reward_stats"]), 0.0][:4]
+    engine.best, engine.reward_sum = best, reward_sum
+    engine.reward_count, engine.invalid_count = int(reward_count), int(invalid_count)
+    missing = [math.nan] * (len(CURVE_COLUMNS) - extras["curve"].shape[1])  # an old curve: invalid fraction unknown
+    engine.curve = [CurvePoint(int(r[0]), int(r[1]), *(float(v) for v in r[2:]), *missing) for r in extras["curve"]]
     archive = {k.removeprefix(ARCHIVE_PREFIX): torch.from_numpy(v.copy()) for k, v in extras.items()
                if k.startswith(ARCHIVE_PREFIX)}  # fmt: skip
     scored = np.nonzero(tree.terminal[: tree.size] & ~np.isnan(tree.reward[: tree.size, 0]))[0]

@@ -2,12 +2,15 @@
 
 Formats by file extension: FASTA (``.fasta``, ``.fa``, ``.faa``, ``.fna``; read with Biopython ``SeqIO``), one
 sequence per line (``.smi``, ``.txt``, ``.seq``; blank lines skipped; for ``.smi`` the first whitespace-separated
-field). A sequence longer than ``max_length`` is cropped to a random window each time it is drawn in training and
-to its first window in validation; shorter ones are right-padded. Padding is never masked and never scored.
+field); any of them gzip-compressed with a further ``.gz`` (``train.txt.gz``). A sequence longer than
+``max_length`` is cropped to a random window each time it is drawn in training and to its first window in
+validation; shorter ones are right-padded. Padding is never masked and never scored.
 """
 
 from __future__ import annotations
 
+import gzip
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,21 +27,28 @@ LINE_SUFFIXES = {".smi", ".txt", ".seq"}
 
 
 def read_sequences(path: str | Path) -> list[str]:
-    """All sequences in a FASTA or one-per-line file; an unknown extension or an empty file is an error."""
+    """All sequences in a FASTA or one-per-line file, or a gzip of one (``.gz`` after the format's extension); an
+    unknown extension or an empty file is an error."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"training data file {path} does not exist")
-    suffix = path.suffix.lower()
+    compressed = path.suffix.lower() == ".gz"
+    suffix = (path.with_suffix("") if compressed else path).suffix.lower()
+    if suffix not in FASTA_SUFFIXES | LINE_SUFFIXES:
+        known = sorted(FASTA_SUFFIXES | LINE_SUFFIXES)
+        raise ValueError(f"{path}: unknown sequence file type {suffix!r}; use one of {known}, or one of them .gz")
+    if compressed:
+        with gzip.open(path, "rt", encoding="utf-8") as stream:
+            text = stream.read()
+    else:
+        text = path.read_text()
     if suffix in FASTA_SUFFIXES:
         from Bio import SeqIO
 
-        sequences = [str(record.seq) for record in SeqIO.parse(str(path), "fasta")]
-    elif suffix in LINE_SUFFIXES:
-        lines = (line.strip() for line in path.read_text().splitlines())
-        sequences = [line.split()[0] if suffix == ".smi" else line for line in lines if line]
+        sequences = [str(record.seq) for record in SeqIO.parse(io.StringIO(text), "fasta")]
     else:
-        known = sorted(FASTA_SUFFIXES | LINE_SUFFIXES)
-        raise ValueError(f"{path}: unknown sequence file type {suffix!r}; use one of {known}")
+        lines = (line.strip() for line in text.splitlines())
+        sequences = [line.split()[0] if suffix == ".smi" else line for line in lines if line]
     if not sequences:
         raise ValueError(f"{path}: no sequences found")
     return sequences

@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from seqtree.config import RecipeModel
 
 CHARACTER_DOMAINS = ("dna", "protein", "ehrlich")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Strict(RecipeModel):
+    """Unknown fields are errors; a number written as one of a text field's choices is that choice."""
 
 
 class TrainData(_Strict):
@@ -57,7 +59,10 @@ class TrainOptim(_Strict):
 
 
 class TrainRecipe(_Strict):
-    domain: Literal["dna", "protein", "smiles", "text", "ehrlich"]
+    domain: Literal["dna", "protein", "smiles", "selfies", "text", "ehrlich"] = Field(
+        description="the tokenizer: characters (dna, protein, ehrlich), atom-level SMILES, SELFIES symbols "
+        "(smiles and selfies fit their vocabulary on the training data), or UTF-8 bytes (text)"
+    )
     name: str = Field(description="checkpoint name, e.g. protein-tiny")
     alphabet: str | None = Field(
         None,
@@ -71,6 +76,11 @@ class TrainRecipe(_Strict):
     output_dir: Path = Field(Path("runs/train"), description="Lightning logs and resumable checkpoints")
     export_dir: Path | None = Field(
         None, description="where the final Hugging Face folder goes; default output_dir/model"
+    )
+    report_samples: int = Field(
+        64,
+        ge=0,
+        description="samples per sampler in the model card's sample report (0: no report); the shipped cards used 512",
     )
 
     @model_validator(mode="after")

@@ -19,6 +19,7 @@ import json
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,9 +29,10 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressB
 from lightning.pytorch.loggers import CSVLogger
 
 import seqtree.models.loading  # noqa: F401  (registers the backbones with transformers Auto classes)
+from seqtree.device import set_threads
 from seqtree.diffusion import MaskedDiffusion
 from seqtree.models.dilated_cnn import DilatedCNN, DilatedCNNConfig
-from seqtree.models.tokenizers import CharTokenizer, Tokenizer, tokenizer_for_domain
+from seqtree.models.tokenizers import FITTED_DOMAINS, CharTokenizer, Tokenizer, tokenizer_for_domain
 from seqtree.models.transformer import SeqTreeTransformer, SeqTreeTransformerConfig
 from seqtree.schedules import make_schedule
 from seqtree.training.data import SequenceDataModule, read_sequences
@@ -95,7 +97,7 @@ def build_tokenizer(recipe: TrainRecipe) -> Tokenizer:
     if recipe.alphabet is not None:
         upper = recipe.alphabet == recipe.alphabet.upper() and recipe.domain in ("dna", "protein")
         return CharTokenizer(recipe.alphabet, name=recipe.domain, case_insensitive=upper)
-    texts = read_sequences(recipe.data.train) if recipe.domain == "smiles" else None
+    texts = read_sequences(recipe.data.train) if recipe.domain in FITTED_DOMAINS else None
     return tokenizer_for_domain(recipe.domain, texts)
 
 
@@ -114,12 +116,17 @@ def train_losses(csv_dir: Path) -> list[float]:
 
 
 def train(
-    recipe: TrainRecipe, *, resume: bool = False, progress: bool = True, command: str | None = None
+    recipe: TrainRecipe,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    command: str | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> TrainSummary:
-    """Fit, (optionally) resume from ``output_dir/checkpoints/last.ckpt``, export and write the model card."""
+    """Fit, (optionally) resume from ``output_dir/checkpoints/last.ckpt``, export and write the model card (its
+    sample report with ``recipe.report_samples`` samples per sampler, each batch of them told to ``log``)."""
     opt = recipe.training
-    if opt.threads:
-        torch.set_num_threads(opt.threads)
+    set_threads(opt.threads)
     L.seed_everything(opt.seed, workers=True, verbose=False)
     output_dir = Path(recipe.output_dir)
     checkpoint_dir = output_dir / "checkpoints"
@@ -200,7 +207,11 @@ def train(
     command = command or " ".join(shlex.quote(a) for a in sys.argv)
     trained = trained_backbone(recipe, tokenizer, last)
     export(trained, tokenizer, recipe, summary, command, length_histogram(data.train_encoded, recipe.data.max_length))
-    write_sample_report(summary.export_dir, recipe.domain, seed=opt.seed)
+    if recipe.report_samples:
+        write_sample_report(
+            summary.export_dir, recipe.domain, seed=opt.seed, num=recipe.report_samples, log=log,
+            train=recipe.data.train,
+        )  # fmt: skip
     return summary
 
 
@@ -303,7 +314,7 @@ Recipe (resolved):
     (directory / "README.md").write_text(card)
 
 
-SAMPLE_REPORT_SIZE = 512
+REPORT_BATCH = 128  # rows per sampler call; the shipped cards' numbers were drawn in batches of this size
 SAMPLE_SECTION = "## Samples"
 # What the card reports: plain ancestral sampling, and confidence-ordered decoding at a lower temperature (one token
 # per call, MaskGIT order), which trades diversity for validity.
@@ -314,34 +325,78 @@ REPORT_SAMPLERS = {
 
 
 @torch.no_grad()
-def write_sample_report(directory: Path, domain: str, *, seed: int = 0, num: int = SAMPLE_REPORT_SIZE) -> dict:
+def write_sample_report(
+    directory: Path,
+    domain: str,
+    *,
+    seed: int = 0,
+    num: int = 64,
+    log: Callable[[str], None] | None = None,
+    train: Path | None = None,
+) -> dict:
     """Sample the exported model (lengths from the training data) and put what a user checks first in its card:
-    example designs, and for SMILES the fraction RDKit parses. Re-running replaces the card's samples section."""
+    example designs, and for molecules (SMILES, SELFIES) the fraction RDKit parses; with the ``train`` file also
+    MOSES's uniqueness, novelty and property distributions (:mod:`seqtree.training.molecules`). Re-running replaces
+    the card's samples section.
+
+    ``num`` samples per sampler are drawn in batches of :data:`REPORT_BATCH`, each one told to ``log``: the
+    confidence sampler unmasks one token per denoiser call, so 512 samples of a tiny model take minutes on a CPU.
+    The same ``num`` and ``seed`` give the same samples (the shipped cards: ``num=512``, seed 0)."""
     from seqtree.generate import roots_of_lengths, sample_sequences
     from seqtree.models.loading import load_model
 
+    log = log or (lambda line: None)
     model = load_model(directory)
     report: dict = {"samples": num, "seed": seed, "samplers": {}}
     lines = ["", SAMPLE_SECTION, "", f"{num} samples per sampler (seed {seed}), lengths drawn from the training data."]
+    log(f"model card: sampling {num} sequences with each of {len(REPORT_SAMPLERS)} samplers (report_samples)")
+    tokenizer = model.tokenizer
+    molecules = (tokenizer.oracle_domain or domain) == "smiles"
+    reference = None
+    if molecules and train is not None:
+        from seqtree.training.data import read_sequences
+        from seqtree.training.molecules import training_reference
+
+        log(f"model card: canonical SMILES and properties of the training molecules ({train})")
+        reference = training_reference(read_sequences(train), tokenizer.to_oracle, seed=seed)
+        lines.append(
+            f"Novelty is against the {reference.size:,} training molecules of `{train}`; the training property "
+            f"distributions are of {reference.property_sample:,} of them (seeded)."
+        )
     for label, (sampler, options) in REPORT_SAMPLERS.items():
         generator = torch.Generator().manual_seed(seed)
         lengths = model.sample_lengths(num, generator)
         roots = roots_of_lengths(model.tokenizer, lengths, "", model.max_length)
-        samples = sample_sequences(model, roots, num, sampler=sampler, generator=generator, batch_size=128, **options)
+        started, sequences = time.perf_counter(), []
+        for start in range(0, num, REPORT_BATCH):  # one batch per call: what one call of batch_size=128 would draw
+            batch = roots[start : start + REPORT_BATCH]
+            drawn = sample_sequences(model, batch, len(batch), sampler=sampler, generator=generator,
+                                     batch_size=REPORT_BATCH, **options)  # fmt: skip
+            sequences += drawn.sequences
+            log(f"model card: {label}: {len(sequences)}/{num} samples ({time.perf_counter() - started:.0f} s)")
         entry: dict = {}
         lines += ["", f"**{label}**"]
-        if domain == "smiles":
+        smiles = [tokenizer.to_oracle(s) for s in sequences]
+        if molecules and reference is not None:
+            from seqtree.training.molecules import evaluate
+
+            measured = evaluate(smiles, reference)
+            entry = measured.to_dict()
+            lines += ["", *measured.markdown()]
+        elif molecules:
             from rdkit import Chem, RDLogger
 
             RDLogger.DisableLog("rdApp.*")
-            valid = [s for s in samples.sequences if Chem.MolFromSmiles(s) is not None]
+            valid = [s for s in smiles if s and Chem.MolFromSmiles(s) is not None]
             entry = {"rdkit_valid_fraction": len(valid) / num, "unique_valid_fraction": len(set(valid)) / num}
             lines.append(
                 f"RDKit parses **{entry['rdkit_valid_fraction']:.1%}** of them (unique valid "
                 f"{entry['unique_valid_fraction']:.1%})."
             )
         report["samplers"][label] = entry
-        lines += ["", "```", *samples.sequences[:6], "```"]
+        lines += ["", "```", *sequences[:6], "```"]
+        if tokenizer.oracle_domain is not None:  # what the oracles would score (SELFIES: canonical SMILES)
+            lines += ["", f"The same, as {tokenizer.oracle_domain.upper()}:", "", "```", *smiles[:6], "```"]
     facts_file = directory / "training_facts.json"
     facts = json.loads(facts_file.read_text())
     facts["sample_report"] = report
