@@ -2,7 +2,8 @@
 
 - exactness: total variation to the exact tilted law pi*(x) ~ p_anc(x) exp(r(x) / alpha) versus NFE for DTS (the
   tree's own law, no extra model call; grown uniformly, the default, and by the paper's Boltzmann descent), SMC / FK
-  steering (weighted particles, sized to the budget) and best-of-N with importance weights, on the enumerable toy of
+  steering (weighted particles, passes pooled by their evidence until the budget ends; with the FK difference
+  potential and with none) and best-of-N with importance weights, on the enumerable toy of
   ``tests/test_search.py`` (4^5 sequences, the exact denoiser of :mod:`seqtree.testing`) at alpha 0.25, where
   TV(p_anc, pi*) = 0.76, from the model itself and from a proposal tempered to 0.7 (corrected by p / q);
 - overhead: wall time of each algorithm beyond the denoiser's own forward time, as a ratio, with a small
@@ -60,6 +61,8 @@ def exactness(out: Path, quick: bool) -> pd.DataFrame:
         "dts (boltzmann growth)": lambda problem, budget, g: _tree_law(run_dts(
             problem, budget, generator=g, leaves_per_iteration=8, alpha=alpha, growth="boltzmann").tree, alpha),
         "smc": lambda problem, budget, g: run_smc(problem, budget, generator=g, alpha=alpha),
+        "smc (no potential)": lambda problem, budget, g: run_smc(problem, budget, generator=g, alpha=alpha,
+                                                                 potential="none"),
         "best_of_n": lambda problem, budget, g: run_best_of_n(problem, budget, generator=g, num_samples=10**7,
                                                               batch_size=512, alpha=alpha),
     }  # fmt: skip

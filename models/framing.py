@@ -40,8 +40,11 @@ def seqtree_framing(model_type: str) -> Framing:
 
 
 # A protein masked LM's vocabulary (ESM-2's: the 20 amino acids, X B U Z O, the gap and insertion symbols "." and "-")
-# holds letters a design must not contain; when all 20 canonical amino acids are single tokens, only they are designed.
+# holds letters a design must not contain; when its pieces are single residue letters (and gap or stop symbols) that
+# include all 20 canonical amino acids, only those 20 are designed. A text vocabulary also holds the 20 letters as
+# single pieces (byte-level BPE holds every byte), but among pieces of other characters and of several characters.
 CANONICAL_AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
+PROTEIN_SYMBOLS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ.-*")
 # A nucleotide vocabulary (Nucleotide Transformer's 6-mers and single bases) holds N, the unknown base: pieces with N
 # are not designed, so oracles receive A, C, G and T only.
 NUCLEOTIDES = "ACGT"
@@ -67,7 +70,8 @@ def _not_design_tokens(hf_tokenizer, special: set[int]) -> tuple[int, ...]:
     control = {i for token, i in vocab.items() if token.startswith("<") and token.endswith(">") and i not in special}
     singles = {token: i for token, i in vocab.items() if len(token) == 1 and i not in special}
     pieces = {token: i for token, i in vocab.items() if i not in special and i not in control}
-    if set(CANONICAL_AMINO_ACIDS) <= set(singles):
+    protein = set(CANONICAL_AMINO_ACIDS) <= set(singles) and set(pieces) <= PROTEIN_SYMBOLS
+    if protein:
         control |= {i for token, i in singles.items() if token not in CANONICAL_AMINO_ACIDS}
     elif pieces and all(set(token.upper()) <= set(NUCLEOTIDES + "N") for token in pieces):
         control |= {i for token, i in pieces.items() if "N" in token.upper()}

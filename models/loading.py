@@ -3,8 +3,10 @@
 Resolution order for ``name_or_path``:
 1. a checkpoint shipped inside the package (``seqtree models list``), e.g. ``protein-tiny``;
 2. a local folder saved by seqtree (``config.json`` of a seqtree backbone and ``seqtree_tokenizer.json``);
-3. any other local folder or Hugging Face hub id is an ``AutoModelForMaskedLM`` with its own tokenizer,
-   wrapped by :class:`HFMaskedLMDenoiser`. Remote code runs only when ``trust_remote_code=True`` is asked for.
+3. any other local folder or Hugging Face hub id is a Hugging Face masked LM with its own tokenizer, wrapped by
+   :class:`HFMaskedLMDenoiser` through its family's hook (:func:`seqtree.models.hf_adapter.family_for`, chosen
+   from ``config.json``: the mask id, the frame, the maximum length, the noise schedule and how the network is
+   called). Remote code (MDLM, LLaDA) runs only when ``trust_remote_code=True`` is asked for.
 
 Weights load from safetensors (``from_pretrained``); nothing loaded runs code unless asked.
 """
@@ -23,8 +25,8 @@ from transformers.utils import logging as transformers_logging
 from seqtree.device import Precision, check_precision, resolve_device, with_precision
 from seqtree.diffusion import MaskedDiffusion
 from seqtree.models.dilated_cnn import DilatedCNN, DilatedCNNConfig
-from seqtree.models.framing import Framing, hf_framing, seqtree_framing
-from seqtree.models.hf_adapter import HFMaskedLMDenoiser
+from seqtree.models.framing import Framing, seqtree_framing
+from seqtree.models.hf_adapter import HFMaskedLMDenoiser, config_dict, family_for
 from seqtree.models.tokenizers import TOKENIZER_FILE, HFTokenizer, Tokenizer, load_tokenizer
 from seqtree.models.transformer import SeqTreeTransformer, SeqTreeTransformerConfig
 from seqtree.schedules import make_schedule
@@ -112,17 +114,26 @@ def _is_seqtree_folder(path: Path | str) -> bool:
     return model_type in BACKBONES and (path / TOKENIZER_FILE).is_file()
 
 
-def _refuse_unasked_remote_code(location: Path | str, name: str | Path, trust_remote_code: bool) -> None:
-    """A model that ships its own code (``auto_map`` in its config: MDLM, LLaDA) loads only when the recipe names
-    ``trust_remote_code``; otherwise one line says so, before transformers would ask on the terminal."""
-    if trust_remote_code or not isinstance(location, Path):
+def _refuse_unasked_remote_code(config: dict, name: str | Path, trust_remote_code: bool) -> None:
+    """A model that ships its own code (``auto_map`` in its config: MDLM, LLaDA, whether it loads with
+    ``AutoModelForMaskedLM`` or ``AutoModel``) loads only when the recipe names ``trust_remote_code``; otherwise one
+    line says so, before transformers would ask on the terminal."""
+    if trust_remote_code:
         return
-    config = json.loads((location / "config.json").read_text())
     if config.get("auto_map"):
         raise ValueError(
             f"model {str(name)!r} ships its own code (auto_map in its config.json); set model.trust_remote_code: true "
             "(--trust-remote-code for seqtree sample) if you trust it"
         )
+
+
+def _hidden_pad(tokenizer: HFTokenizer, framing: Framing, config: dict) -> int | None:
+    """The id the adapter hides from attention: the tokenizer's pad token, else the config's pad id, unless that id
+    is one the model must see. A tokenizer without a pad token pads with its end-of-sequence or mask id; hiding the
+    mask would hide every masked position, and hiding the end-of-sequence id would hide the frame."""
+    pad = tokenizer.hf.pad_token_id if tokenizer.hf.pad_token_id is not None else config.get("pad_token_id")
+    visible = {tokenizer.mask_id, *framing.prefix, *framing.suffix}
+    return None if pad is None or pad in visible else int(pad)
 
 
 def load_model(
@@ -148,17 +159,25 @@ def load_model(
         length_counts = getattr(config, "length_counts", None)
         framing = seqtree_framing(config.model_type)
     else:
-        _refuse_unasked_remote_code(location, name_or_path, trust_remote_code)
-        tokenizer = HFTokenizer(str(location), trust_remote_code=trust_remote_code)
-        # A tokenizer without a pad token pads with its mask id; hiding that id from attention would hide every
-        # masked position, so the adapter then hides only the model config's own pad id, if any.
-        hidden = tokenizer.pad_id if tokenizer.pad_id != tokenizer.mask_id else None
-        denoiser = HFMaskedLMDenoiser.from_pretrained(str(location), pad_id=hidden, trust_remote_code=trust_remote_code)
-        schedule = make_schedule("loglinear")
-        max_length = getattr(denoiser.config, "max_position_embeddings", None)
+        config = config_dict(location)
+        _refuse_unasked_remote_code(config, name_or_path, trust_remote_code)
+        family = family_for(config, name_or_path)
+        hf = HFTokenizer.load_hf(str(location), trust_remote_code=trust_remote_code)
+        tokenizer = HFTokenizer(
+            str(location), trust_remote_code=trust_remote_code, mask_id=family.mask_id(config, hf), hf=hf
+        )
+        framing = family.framing(config, hf)
+        try:
+            denoiser = HFMaskedLMDenoiser.from_pretrained(
+                str(location), trust_remote_code=trust_remote_code, family=family
+            )
+        except OSError as error:  # no weights file, or one transformers cannot read
+            raise FileNotFoundError(f"model {str(name_or_path)!r}: {str(error).splitlines()[0]}") from None
+        denoiser.pad_id = _hidden_pad(tokenizer, framing, config)
+        schedule = family.schedule
+        max_length = family.max_length(config)
         domain = None
         length_counts = None
-        framing = hf_framing(tokenizer.hf, getattr(denoiser.config, "model_type", None))
     vocab_size = max(tokenizer.vocab_size, int(denoiser.config.vocab_size))
     diffusion = MaskedDiffusion.for_tokenizer(
         tokenizer, schedule=schedule, vocab_size=vocab_size, forbidden_ids=framing.forbidden

@@ -320,34 +320,67 @@ class ByteTokenizer(Tokenizer):
 class HFTokenizer(Tokenizer):
     """Any Hugging Face tokenizer (loaded by local path or hub id) used without its added special tokens.
 
-    Its own mask and pad ids become the diffusion's absorbing and padding ids. Other special ids (CLS, EOS, UNK)
-    are treated as special too and never decoded. An unknown piece encodes to the UNK id; that is reported as an
-    error naming the character, because a design silently containing UNK is a lost design.
+    Its own mask and pad ids become the diffusion's absorbing and padding ids; a model whose mask id is not in its
+    tokenizer (MDLM appends one after GPT-2's vocabulary; LLaDA's config names it) passes it as ``mask_id``. Without
+    a pad token, rows are padded with the end-of-sequence id (a finished document), else with the mask id. Other
+    special ids (CLS, EOS, UNK) are treated as special too and never decoded. An unknown piece encodes to the UNK
+    id; that is reported as an error naming the character, because a design silently containing UNK is a lost
+    design.
+
+    Character-level vocabularies (ESM-2's amino acids) and nucleotide vocabularies (Nucleotide Transformer's 6-mers,
+    DNABERT-2's BPE pieces over ACGT) decode by concatenation, where their tokenizer would put spaces between the
+    pieces; a nucleotide vocabulary with pieces of several bases states its design lengths in tokens and reports
+    them in bases (``length_unit``).
     """
 
     kind = "hf"
 
-    def __init__(self, name_or_path: str, *, trust_remote_code: bool = False) -> None:
-        from transformers import AutoTokenizer
-
+    def __init__(
+        self, name_or_path: str, *, trust_remote_code: bool = False, mask_id: int | None = None, hf: Any = None
+    ) -> None:
         self.name_or_path = name_or_path
         self.trust_remote_code = trust_remote_code
-        self.hf = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
-        if self.hf.mask_token_id is None:
-            raise ValueError(f"tokenizer {name_or_path!r} defines no mask token; masked diffusion needs one")
-        self.mask_id = int(self.hf.mask_token_id)
-        pad = self.hf.pad_token_id
+        self.hf = hf if hf is not None else self.load_hf(name_or_path, trust_remote_code=trust_remote_code)
+        own = self.hf.mask_token_id
+        if own is None and mask_id is None:
+            raise ValueError(
+                f"model {name_or_path!r} has no mask token: neither its tokenizer (mask_token) nor its config "
+                "(mask_token_id) names one, and masked diffusion needs one"
+            )
+        self.external_mask_id = None if own is not None else int(mask_id)
+        self.mask_id = int(own) if own is not None else int(mask_id)
+        pad = self.hf.pad_token_id if self.hf.pad_token_id is not None else self.hf.eos_token_id
         self.pad_id = int(pad) if pad is not None else self.mask_id
-        # Character-level vocabularies (ESM-2's amino acids) and the ESM family's k-mer vocabularies (Nucleotide
-        # Transformer's 6-mers) decode by concatenation: their tokenizer would put spaces between the pieces.
         special = set(self.hf.all_special_tokens)
         pieces = [t for t in self.hf.get_vocab() if t not in special and not (t.startswith("<") and t.endswith(">"))]
+        if not pieces:  # transformers builds an empty tokenizer for a folder without tokenizer files
+            raise ValueError(
+                f"model {name_or_path!r}: its tokenizer has only special tokens (no tokenizer files in the folder?); "
+                "save the model's tokenizer there"
+            )
         self.character_level = bool(pieces) and all(len(t) == 1 for t in pieces)
-        self.concatenate = self.character_level or type(self.hf).__name__.startswith("EsmTokenizer")
+        nucleotides = bool(pieces) and all(set(t.upper()) <= set("ACGTN") for t in pieces)
+        self.concatenate = self.character_level or nucleotides or type(self.hf).__name__.startswith("EsmTokenizer")
+        # Design lengths are counted in tokens; where a token holds several bases the designs table counts bases too.
+        self.length_unit = "bases" if nucleotides and not self.character_level else None
+
+    @staticmethod
+    def load_hf(name_or_path: str, *, trust_remote_code: bool = False) -> Any:
+        """The Hugging Face tokenizer of a model; a folder without one is an error that says what to save there."""
+        from transformers import AutoTokenizer
+
+        try:
+            return AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+        except (OSError, ValueError, TypeError) as error:  # no tokenizer files, or files transformers cannot read
+            raise ValueError(
+                f"model {name_or_path!r}: its tokenizer could not be loaded ({str(error).splitlines()[0]}); save the "
+                "model's tokenizer in its folder (MDLM checkpoints use GPT-2's: "
+                "AutoTokenizer.from_pretrained('gpt2').save_pretrained(FOLDER))"
+            ) from None
 
     @property
     def vocab_size(self) -> int:
-        return len(self.hf)
+        return max(len(self.hf), self.mask_id + 1)
 
     @property
     def special_ids(self) -> frozenset[int]:
@@ -372,8 +405,124 @@ class HFTokenizer(Tokenizer):
             return "".join(self.hf.convert_ids_to_tokens(kept))
         return self.hf.decode(kept, clean_up_tokenization_spaces=False)
 
+    def token_names(self, ids: list[int]) -> list[str]:
+        """The tokenizer's name of each id (``seqtree models inspect``); a mask id beyond the tokenizer (MDLM's) is
+        ``<mask>``."""
+        size = len(self.hf)
+        return [
+            self.hf.convert_ids_to_tokens(int(i)) if 0 <= i < size else "<mask>" if i == self.mask_id else f"<id {i}>"
+            for i in ids
+        ]
+
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "name_or_path": self.name_or_path, "trust_remote_code": self.trust_remote_code}
+        data = {"kind": self.kind, "name_or_path": self.name_or_path, "trust_remote_code": self.trust_remote_code}
+        if self.external_mask_id is not None:
+            data["mask_id"] = self.external_mask_id
+        return data
+
+
+# Words with their leading space, runs of digits, runs of punctuation (with a leading space) and runs of whitespace:
+# the pre-tokenisation of GPT-2 (Radford et al. 2019, Sec. 2.2) without its English contraction rules, so that BPE
+# merges never cross a word boundary and " the" is one piece wherever it occurs.
+SUBWORD_PRETOKENIZER = r" ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+"
+
+
+class SubwordTokenizer(Tokenizer):
+    """Byte-level BPE sub-words from a Hugging Face ``tokenizers`` model trained offline (:meth:`train`).
+
+    Byte-level BPE (Sennrich et al., ACL 2016, Sec. 3.1 for BPE; GPT-2's byte-level alphabet, Radford et al. 2019,
+    Sec. 2.2) starts from the 256 bytes, so every string encodes: a character the training text never had (``é``,
+    ``中``) becomes its UTF-8 bytes, one token each, and decodes back exactly. A piece carries several bytes, so a
+    model over pieces spends its compute on fewer, more informative positions than a byte model.
+
+    ``<pad>`` and ``<mask>`` are the tokenizer's special tokens (ids 0 and 1 when trained by :meth:`train`); a
+    literal ``"<mask>"`` in the input is text, never the mask id. Decoding drops special ids, and a sampled piece
+    sequence that is not valid UTF-8 decodes with U+FFFD in place of the broken bytes. Decoding is a
+    concatenation: ``decode(a + b) == decode(a) + decode(b)`` unless a multi-byte character is split between
+    ``a`` and ``b``, so a prompt's text followed by its completion's text is the design's text.
+
+    Trailing whitespace is dropped when encoding (a right-strip normaliser): pieces carry their leading space, so a
+    prompt typed as ``"said, "`` would otherwise end in a lone space piece that the stripped training lines never
+    hold, and the completion's first piece (``" Let"``) brings its own space.
+
+    The whole ``tokenizers`` JSON is kept in :meth:`to_dict`, so a checkpoint folder needs no other file.
+    """
+
+    kind = "subword"
+
+    def __init__(self, spec: str | dict[str, Any], *, name: str = "subword") -> None:
+        from tokenizers import Tokenizer as HFFastTokenizer
+
+        self.name = name
+        text = spec if isinstance(spec, str) else json.dumps(spec)
+        self.backend = HFFastTokenizer.from_str(text)
+        self.backend.encode_special_tokens = True  # "<mask>" typed in a prompt is text, not the absorbing state
+        ids = {token: self.backend.token_to_id(token) for token in (PAD_TOKEN, MASK_TOKEN)}
+        missing = [token for token, token_id in ids.items() if token_id is None]
+        if missing:
+            raise ValueError(f"{name} tokenizer: the tokenizers model has no {' or '.join(missing)} token")
+        self.pad_id, self.mask_id = ids[PAD_TOKEN], ids[MASK_TOKEN]
+        added = self.backend.get_added_tokens_decoder()
+        self._special = frozenset(int(i) for i, token in added.items() if token.special) | {self.pad_id, self.mask_id}
+        self._size = self.backend.get_vocab_size(with_added_tokens=True)
+
+    @classmethod
+    def train(cls, texts: list[str], vocab_size: int, *, name: str = "subword") -> SubwordTokenizer:
+        """Fit byte-level BPE with ``vocab_size`` ids (``<pad>`` = 0, ``<mask>`` = 1, the 256 bytes, then merges
+        by frequency) on ``texts``. Deterministic: the same texts and size give the same JSON."""
+        from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers
+        from tokenizers import Tokenizer as HFFastTokenizer
+
+        if vocab_size < 258 + 1:
+            raise ValueError(f"vocab_size must exceed the 256 bytes and 2 special tokens, got {vocab_size}")
+        backend = HFFastTokenizer(models.BPE())
+        backend.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(SUBWORD_PRETOKENIZER), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ])  # fmt: skip
+        backend.normalizer = normalizers.Strip(left=False, right=True)  # see the class docstring
+        backend.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=[PAD_TOKEN, MASK_TOKEN],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+        backend.train_from_iterator(texts, trainer, length=len(texts))
+        return cls(backend.to_str(), name=name)
+
+    @classmethod
+    def from_file(cls, path: str | Path, *, name: str | None = None) -> SubwordTokenizer:
+        """Load a ``tokenizers`` JSON file (as :meth:`train` output is saved by ``data/text/tokenizer.py``)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"tokenizer file {path} does not exist")
+        return cls(path.read_text(), name=name or path.stem)
+
+    @property
+    def vocab_size(self) -> int:
+        return self._size
+
+    @property
+    def special_ids(self) -> frozenset[int]:
+        return self._special
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.backend.encode(text, add_special_tokens=False).ids)
+
+    def decode(self, ids: list[int]) -> str:
+        kept = [int(i) for i in ids if int(i) not in self._special]
+        bad = [i for i in kept if not 0 <= i < self._size]
+        if bad:
+            raise ValueError(f"{self.name} tokenizer: id {bad[0]} is outside the vocabulary of {self._size}")
+        return self.backend.decode(kept, skip_special_tokens=True)
+
+    def to_json(self) -> str:
+        """The ``tokenizers`` JSON (what :meth:`from_file` reads)."""
+        return self.backend.to_str(pretty=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "tokenizers_json": json.loads(self.backend.to_str())}
 
 
 _FROM_DICT = {
@@ -383,7 +532,10 @@ _FROM_DICT = {
     RegexTokenizer.kind: lambda d: RegexTokenizer(d["vocab"], d.get("pattern", SMILES_REGEX), name=d.get("name", "")),
     SelfiesTokenizer.kind: lambda d: SelfiesTokenizer(d["vocab"]),
     ByteTokenizer.kind: lambda d: ByteTokenizer(),
-    HFTokenizer.kind: lambda d: HFTokenizer(d["name_or_path"], trust_remote_code=d.get("trust_remote_code", False)),
+    HFTokenizer.kind: lambda d: HFTokenizer(
+        d["name_or_path"], trust_remote_code=d.get("trust_remote_code", False), mask_id=d.get("mask_id")
+    ),
+    SubwordTokenizer.kind: lambda d: SubwordTokenizer(d["tokenizers_json"], name=d.get("name", "subword")),
 }
 
 

@@ -106,6 +106,10 @@ def example_params(name: str, workdir: str | Path) -> dict[str, Any]:
         return {"model": str(build_tiny_text_classifier(workdir / "tiny_classifier")), "label": "POSITIVE"}
     if name == "embedding_similarity":
         return {"model": str(build_tiny_sentence_transformer(workdir / "tiny_st")), "target": "a happy day"}
+    if name == "char_ngram_similarity":
+        return {"target": "a wonderful day"}
+    if name == "topic_words":
+        return {"words": ["day", "cat", "sea"]}
     if name == "learned":
         return {"path": "amp_classifier"}
     if name == "custom":

@@ -3,7 +3,13 @@
 - VADER (Hutto & Gilbert 2014, ICWSM), a rule-based sentiment model, via the ``vaderSentiment`` package;
 - any Hugging Face ``text-classification`` model (``AutoModelForSequenceClassification``) by local path or hub id:
   the reward is the log-probability (or probability, or logit) of one label;
-- cosine similarity to a target text under a sentence-transformers model (Reimers & Gurevych 2019) by path.
+- cosine similarity to a target text under a sentence-transformers model (Reimers & Gurevych 2019) by path;
+- a topic without a model: ``topic_words`` (the share of ``target`` distinct topic words a text uses) and
+  ``char_ngram_similarity`` (cosine similarity of character n-gram counts to a target text, the bag-of-character-
+  n-grams representation of e.g. Cavnar & Trenkle 1994 for text categorisation). Neither needs a model or a download,
+  so a topic recipe runs offline, and the n-gram similarity is graded even for text that holds no whole topic word
+  (a byte-level model's early completions). Both reward surface form, not meaning, and a search will stuff keywords
+  or n-grams: the fluency guard and distinct-n (:mod:`seqtree.prompt_metrics`) are there to show it.
 
 Models load lazily on the first call (construction and pickling stay cheap) on CPU in eval mode, never with
 ``trust_remote_code``. Empty strings get the floor with reason ``"empty text"``. ``sentence-transformers`` is
@@ -12,6 +18,9 @@ optional (``pip install 'seqtree[text]'``).
 
 from __future__ import annotations
 
+import math
+import re
+from collections import Counter
 from typing import Any, Literal
 
 import numpy as np
@@ -153,3 +162,67 @@ class EmbeddingSimilarity(_TextOracle):
     def _evaluate(self, sequences: list[str]) -> np.ndarray:
         with torch.inference_mode():
             return (self._embed(sequences) @ self._target).numpy()
+
+
+_WORD = re.compile(r"[^\W\d_]+")  # runs of letters: "ship's" holds the word ship
+
+
+@register_oracle("topic_words", family="text", domain="text")
+class TopicWords(_TextOracle):
+    """Topic by a word list: min(1, distinct topic words in the text / target), words matched whole, any case."""
+
+    name = "topic_words"
+    bounds = (0.0, 1.0)
+    optimum = 1.0
+
+    def __init__(self, words: list[str], target: int = 3) -> None:
+        lexicon = {w.strip().lower() for w in words if w.strip()}
+        if not lexicon:
+            raise ValueError("words must hold at least one topic word")
+        bad = sorted(w for w in lexicon if not _WORD.fullmatch(w))
+        if bad:
+            raise ValueError(f"topic word {bad[0]!r} is not one word of letters")
+        if target < 1:
+            raise ValueError(f"target must be >= 1, got {target}")
+        self.words, self.target = frozenset(lexicon), target
+        self.objective_names = ["topic_words"]
+        super().__init__()
+
+    def _evaluate(self, sequences: list[str]) -> np.ndarray:
+        hits = [len(self.words.intersection(w.lower() for w in _WORD.findall(s))) for s in sequences]
+        return np.minimum(np.array(hits, dtype=np.float64) / self.target, 1.0)
+
+
+@register_oracle("char_ngram_similarity", family="text", domain="text")
+class CharNgramSimilarity(_TextOracle):
+    """Cosine similarity of character n-gram counts (lower case, runs of whitespace as one space) to a target text."""
+
+    name = "char_ngram_similarity"
+    bounds = (0.0, 1.0)
+    optimum = 1.0
+
+    def __init__(self, target: str, n: int = 3) -> None:
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        self.n = n
+        self._target = _char_ngrams(target, n)
+        if not self._target:
+            raise ValueError(f"target text must hold at least one {n}-gram of characters")
+        self.target = target
+        self._target_norm = math.sqrt(sum(c * c for c in self._target.values()))
+        self.objective_names = [f"char_{n}gram_similarity"]
+        super().__init__()
+
+    def _evaluate(self, sequences: list[str]) -> np.ndarray:
+        out = []
+        for sequence in sequences:
+            grams = _char_ngrams(sequence, self.n)
+            dot = sum(count * self._target.get(gram, 0) for gram, count in grams.items())
+            norm = math.sqrt(sum(c * c for c in grams.values()))
+            out.append(dot / (norm * self._target_norm) if norm else 0.0)
+        return np.array(out, dtype=np.float64)
+
+
+def _char_ngrams(text: str, n: int) -> Counter:
+    text = " ".join(text.lower().split())
+    return Counter(text[i : i + n] for i in range(len(text) - n + 1))

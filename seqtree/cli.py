@@ -455,14 +455,18 @@ def models_inspect(
     except (FileNotFoundError, TokenizationError, ValueError) as error:
         _fail(str(error))
     tokenizer, framing = loaded.tokenizer, loaded.framing
-    convert = getattr(getattr(tokenizer, "hf", None), "convert_ids_to_tokens", None)
-    names = (lambda ids: convert(list(ids))) if convert else (lambda ids: [str(i) for i in ids])
+    names = getattr(tokenizer, "token_names", None) or (lambda ids: [str(i) for i in ids])
     config = getattr(loaded.denoiser, "config", None)
-    timed = bool(getattr(config, "time_conditioning", False))
+    hook = getattr(loaded.denoiser, "family", None)  # a Hugging Face model's family hook (seqtree.models.hf_adapter)
+    if hook is not None:
+        family, time_input = f"{framing.family} (hook: {type(hook).__name__})", hook.time_input(config.to_dict())
+    else:
+        timed = bool(getattr(config, "time_conditioning", False))
+        family, time_input = framing.family, "yes" if timed else "no (time-independent denoiser)"
     parameters = sum(p.numel() for p in loaded.denoiser.parameters())
     facts = [
         ("model", f"{model} ({type(loaded.denoiser).__name__}, {parameters:,} parameters)"),
-        ("family", framing.family),
+        ("family", family),
         ("frame", f"{' '.join(names(framing.prefix)) or '-'} <design> {' '.join(names(framing.suffix)) or '-'}"),
         ("rows", "padded to the model's length, as in training" if framing.pad_rows else "design length + frame"),
         ("mask id", f"{tokenizer.mask_id} ({' '.join(names([tokenizer.mask_id]))})"),
@@ -471,7 +475,7 @@ def models_inspect(
         ("not design tokens (never sampled)", " ".join(names(framing.forbidden)) or "-"),
         ("vocabulary", f"{tokenizer.vocab_size} tokens (diffusion over {loaded.diffusion.vocab_size})"),
         ("maximum length", str(loaded.max_length)),
-        ("time conditioning", "yes" if timed else "no (time-independent denoiser)"),
+        ("time conditioning", time_input),
         (f"root of a {length}-token design", _runs(root.tolist(), names)),
     ]
     width = max(len(key) for key, _ in facts)

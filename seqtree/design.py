@@ -210,6 +210,10 @@ def prepare_design(recipe: DesignRecipe) -> PreparedDesign:
     from seqtree.config import RecipeError
     from seqtree.models.loading import load_model
 
+    if recipe.design.prompts_file is not None or recipe.fluency is not None:  # seqtree design runs it in prompts.py
+        field = "design.prompts_file" if recipe.design.prompts_file is not None else "fluency"
+        raise RecipeError(f"{field}: this command searches one prompt without a fluency guard; seqtree design runs "
+                          f"{'a prompts file' if field != 'fluency' else 'the fluency guard'}")  # fmt: skip
     device = model_device(recipe)
     try:
         model = load_model(
@@ -236,7 +240,10 @@ def prepare_design(recipe: DesignRecipe) -> PreparedDesign:
 def check_design_recipe(recipe: DesignRecipe) -> dict[str, str]:
     """:func:`prepare_design` without running anything (``seqtree validate``): what the run would use."""
     from seqtree.models.loading import resolve_checkpoint
+    from seqtree.prompts import check_prompts_recipe, uses_prompts
 
+    if uses_prompts(recipe):
+        return check_prompts_recipe(recipe)
     prepared = prepare_design(recipe)
     oracle = prepared.oracle.oracle
     return {
@@ -303,9 +310,13 @@ def run_design(
     stop: StopFlag | None = None,
     log=None,
 ) -> DesignRun:
-    """Run the recipe and write the run directory; returns the run (result and summary)."""
+    """Run the recipe and write the run directory; returns the run (result and summary). A recipe with
+    ``design.prompts_file`` or ``fluency:`` runs one search per prompt (:func:`seqtree.prompts.run_prompts`)."""
+    from seqtree.prompts import run_prompts, uses_prompts
     from seqtree.search import run_search
 
+    if uses_prompts(recipe):
+        return run_prompts(recipe, out=out, resume=resume, progress=progress, stop=stop, log=log)
     run_dir = resolved_run_dir(recipe, out)
     stop = stop or StopFlag()
     state_file = run_dir / rundir.SEARCH_STATE
@@ -369,7 +380,10 @@ def write_outputs(
     # a prompt column for text, and for a SELFIES prompt (a fixed fragment) or any prompt of a model of unknown domain
     shown = model.domain == "text" or (bool(recipe.design.prompt) and model.domain in ("selfies", None))
     prompt = recipe.design.prompt if shown else None
-    table = rundir.designs_table(result, recipe.design.num_designs, names, prompt, scored_as(model.tokenizer))
+    table = rundir.designs_table(
+        result, recipe.design.num_designs, names, prompt, scored_as(model.tokenizer),
+        length_unit=getattr(model.tokenizer, "length_unit", None),
+    )  # fmt: skip
     fasta = recipe.output.fasta if recipe.output.fasta is not None else model.domain in ("dna", "protein", "ehrlich")
     rundir.write_designs(run_dir, table, fasta=fasta)
     rundir.write_curve(run_dir, result.curve_dataframe(), f"{recipe.name}: {recipe.search.algorithm}")

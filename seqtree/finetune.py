@@ -375,7 +375,10 @@ def _metrics_row(k: int, search: dict | None, evaluation: dict, previous: dict |
 
 def _write_round(round_dir: Path, recipe: DesignRecipe, result, policy, oracle, k: int) -> None:
     names = oracle.objective_names if len(oracle.objective_names) > 1 else []
-    table = rundir.designs_table(result, recipe.design.num_designs, names, None, scored_as(policy.tokenizer))
+    table = rundir.designs_table(
+        result, recipe.design.num_designs, names, None, scored_as(policy.tokenizer),
+        length_unit=getattr(policy.tokenizer, "length_unit", None),
+    )  # fmt: skip
     rundir.write_designs(round_dir, table, fasta=policy.domain in ("dna", "protein", "ehrlich"))
     rundir.write_curve(round_dir, result.curve_dataframe(), f"{recipe.name}, round {k}: {result.algorithm}")
     _export(policy, round_dir / MODEL, recipe, k)

@@ -59,9 +59,18 @@ class DesignSection(_Strict):
     prompt: str = Field("", description="fixed prefix, e.g. MKT or a text prompt")
     scaffold: str | None = Field(None, description="template with _ at free positions, e.g. MKT____GG__")
     num_designs: int = Field(16, ge=1, description="designs written, best first")
+    prompts_file: Path | None = Field(
+        None, description="many prompts: one per line, or JSONL with id and prompt (relative to the recipe file)"
+    )
+    completions_per_prompt: int | None = Field(
+        None, ge=1, description="completions written per prompt of prompts_file (default num_designs)"
+    )
+    prompt_batch: int = Field(16, ge=1, description="prompts searched together, their denoiser calls batched")
 
     @model_validator(mode="after")
     def _length_or_scaffold(self) -> DesignSection:
+        if self.prompts_file is not None and (self.prompt or self.scaffold is not None):
+            raise ValueError("give either prompts_file or prompt / scaffold, not both")
         if self.scaffold is not None:
             if self.length is not None or self.prompt:
                 raise ValueError("give either scaffold or length (with an optional prompt), not both")
@@ -110,6 +119,21 @@ class OutputSection(_Strict):
     )
 
 
+class FluencySection(_Strict):
+    """The fluency of each completion given its prompt (:mod:`seqtree.oracles.fluency`): minus bits per byte under
+    the design model's own NELBO (``self``) or a causal LM's likelihood; a metric always, a constraint with
+    ``min_fluency``, a reward term with ``weight``."""
+
+    model: str = Field(
+        "self", description="self (the design model's NELBO) or a causal LM folder / hub id (GPT-2 style)"
+    )
+    samples: int = Field(8, ge=1, description="diffusion times per completion of the self NELBO estimate")
+    min_fluency: float | None = Field(
+        None, le=0.0, description="completions less fluent get the oracle floor with a reason (minus bits per byte)"
+    )
+    weight: float = Field(0.0, description="reward + weight * fluency")
+
+
 class FinetuneSection(_Strict):
     """``seqtree finetune``: rounds of search -> replay buffer -> WDCE (TR2-D2); ignored by ``seqtree design``."""
 
@@ -154,6 +178,7 @@ class DesignRecipe(_Strict):
     budget: BudgetSection
     seed: int = Field(0, description="seed of the search's torch.Generator")
     output: OutputSection = Field(default_factory=OutputSection)
+    fluency: FluencySection | None = Field(None, description="fluency of completions (metric, constraint, term)")
     finetune: FinetuneSection | None = Field(None, description="fine-tuning rounds (seqtree finetune)")
 
     @model_validator(mode="after")
@@ -203,7 +228,16 @@ def _validate_nested(model: type[BaseModel], data: dict[str, Any], prefix: str) 
 def load_design_recipe(path: str | Path, overrides: list[str] | None = None) -> DesignRecipe:
     """Read (with includes), apply ``--set`` overrides, validate; any problem is a one-line :class:`RecipeError`."""
     data = apply_overrides(read_yaml(path), overrides or [])
-    return validate_design_recipe(data, str(path))
+    return validate_design_recipe(_prompts_file_from(data, Path(path)), str(path))
+
+
+def _prompts_file_from(data: dict[str, Any], recipe: Path) -> dict[str, Any]:
+    """``design.prompts_file`` relative to the recipe file named (the resolved recipe of a run holds it absolute)."""
+    design = data.get("design")
+    name = design.get("prompts_file") if isinstance(design, dict) else None
+    if isinstance(name, str) and name and not Path(name).expanduser().is_absolute():
+        data = {**data, "design": {**design, "prompts_file": str(recipe.parent / name)}}
+    return data
 
 
 def validate_design_recipe(data: dict[str, Any], source: str) -> DesignRecipe:

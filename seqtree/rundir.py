@@ -52,12 +52,15 @@ def designs_table(
     objective_names: list[str],
     prompt: str | None,
     scored_as: tuple[str, Callable[[str], str]] | None = None,
+    length_unit: str | None = None,
 ) -> pd.DataFrame:
     """The best ``num_designs`` distinct designs: sequence, reward, each objective, log-probability, weight, rank.
 
     ``scored_as`` = (column, decode): designs written in another representation than the oracle read get a column
     with the string the oracle scored (SELFIES designs: ``smiles``, their canonical SMILES), after ``sequence``;
-    designs are then distinct by that string (two SELFIES of one molecule are one design)."""
+    designs are then distinct by that string (two SELFIES of one molecule are one design). ``length_unit``
+    (a tokenizer's, e.g. ``bases`` for a DNA model whose tokens hold several bases: design lengths are stated in
+    tokens) adds a column of that name after ``sequence`` with the length of each decoded design."""
     designs = result.designs
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -69,6 +72,8 @@ def designs_table(
         row: dict[str, Any] = {"rank": len(rows) + 1, "sequence": sequence}
         if scored_as is not None:
             row[scored_as[0]] = scored
+        if length_unit is not None:
+            row[length_unit] = len(sequence)
         row["reward"] = float(designs.scores[index])
         if prompt is not None:
             row["prompt"] = prompt
@@ -81,7 +86,8 @@ def designs_table(
         rows.append(row)
         if len(rows) == num_designs:
             break
-    columns = ["rank", "sequence", *([scored_as[0]] if scored_as is not None else []), "reward"]
+    columns = ["rank", "sequence", *([scored_as[0]] if scored_as is not None else [])]
+    columns += [*([length_unit] if length_unit is not None else []), "reward"]
     columns += ["prompt"] if prompt is not None else []
     return pd.DataFrame(rows, columns=None if rows else columns + ["log_prob", "weight"])
 

@@ -54,9 +54,12 @@ def test_recipe_runs_end_to_end(path, tmp_path):
     if reason := _needs_extra(path):
         pytest.skip(reason)
     out = tmp_path / "run"
+    recipe = load_design_recipe(path)
+    if recipe.design.prompts_file is not None:  # a budget per prompt (seqtree.prompts): two completions each
+        _runs_per_prompt(path, recipe, out)
+        return
     result = _seqtree("design", str(path), "--out", str(out), *TINY)  # one-pass algorithms fit it themselves
     assert result.returncode == 0, result.stderr
-    recipe = load_design_recipe(path)
     for name in ("recipe.yaml", "designs.csv", "designs.jsonl", "curve.csv", "curve.png", "summary.json"):
         assert (out / name).is_file(), name
     summary = json.loads((out / "summary.json").read_text())
@@ -82,6 +85,30 @@ def test_recipe_runs_end_to_end(path, tmp_path):
     if "pareto" in recipe.oracle:
         assert (out / "pareto.png").is_file()
         assert len(designs.columns) >= 5  # one column per objective
+
+
+def _runs_per_prompt(path: Path, recipe, out: Path) -> None:
+    """A multi-prompt recipe at the small budget (one diffusion time per fluency estimate): the budget holds per
+    prompt, designs come prompt by prompt."""
+    small = ["--set", "design.completions_per_prompt=2", "--set", "fluency.samples=1"]
+    result = _seqtree("design", str(path), "--out", str(out), *TINY, *small)
+    assert result.returncode == 0, result.stderr
+    for name in ("recipe.yaml", "prompts.jsonl", "designs.csv", "designs.jsonl", "prompts.csv", "curve.csv",
+                 "curves.csv", "curve.png", "summary.json"):  # fmt: skip
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    prompts = pd.read_csv(out / "prompts.csv", dtype={"prompt_id": str})
+    assert summary["prompts"] == len(prompts) >= 2 and (prompts["status"] == "done").all()
+    assert (prompts["nfe"] <= 160).all() and summary["nfe"] == prompts["nfe"].sum() and summary["oracle_calls"] >= 1
+    assert summary["seed"] == recipe.seed and summary["algorithm"] == recipe.search.algorithm
+    assert set(summary["time_split"]) == {"denoiser_seconds", "oracle_seconds", "engine_seconds"}
+    designs = pd.read_csv(out / "designs.csv", keep_default_na=False, dtype={"prompt_id": str})
+    assert list(designs["prompt_id"].unique()) == list(prompts["prompt_id"])
+    for _, rows in designs.groupby("prompt_id"):
+        assert list(rows["rank"]) == list(range(1, len(rows) + 1)) <= [1, 2] and rows["reward"].is_monotonic_decreasing
+    assert all(s == p + c for s, p, c in zip(designs["sequence"], designs["prompt"], designs["completion"]))
+    jsonl = [json.loads(line) for line in (out / "designs.jsonl").read_text().splitlines()]
+    assert [row["sequence"] for row in jsonl] == list(designs["sequence"])
 
 
 def test_readme_recipe_reference_is_generated_from_the_schema():
@@ -193,7 +220,7 @@ def test_registry_capabilities_match_what_the_algorithms_do():
     for spec in ALGORITHMS.values():
         assert spec.resumable == issubclass(spec.params, ResumableParams), spec.name
     assert {n for n, a in ALGORITHMS.items() if a.weighted_samples} == {"smc", "best_of_n"}
-    assert {n for n, a in ALGORITHMS.items() if not a.anytime} == {"smc", "svdd", "beam"}
+    assert {n for n, a in ALGORITHMS.items() if not a.anytime} == {"svdd", "beam"}
 
 
 # ------------------------------------------------------------------------------------- interrupt and resume

@@ -28,8 +28,9 @@ class Algorithm:
 
     - ``resumable``: the search state (tree, counters, generator) can be saved and continued exactly
       (``save_to`` / ``resume_from``; ``seqtree design --resume``);
-    - ``anytime``: it runs until the budget ends and its best so far only improves (the one-pass SMC, SVDD and beam
-      are sized by their parameters instead, and stop when the pass is done);
+    - ``anytime``: it runs until the budget ends and its best so far only improves (the one-pass SVDD and beam are
+      sized by their parameters instead, and stop when the pass is done; SMC pools further passes while the budget
+      lasts);
     - ``weighted_samples``: its designs carry self-normalised importance weights for p(x) exp(r(x) / alpha).
     """
 
@@ -47,7 +48,7 @@ ALGORITHMS: dict[str, Algorithm] = {
     "dts": Algorithm("dts", run_dts, DTSParams, resumable=True),
     "dts_star": Algorithm("dts_star", run_dts_star, DTSStarParams, resumable=True),
     "svdd": Algorithm("svdd", run_svdd, SVDDParams, anytime=False),
-    "smc": Algorithm("smc", run_smc, SMCParams, anytime=False, weighted_samples=True),
+    "smc": Algorithm("smc", run_smc, SMCParams, weighted_samples=True),
     "beam": Algorithm("beam", run_beam, BeamParams, anytime=False),
     "best_of_n": Algorithm("best_of_n", run_best_of_n, BestOfNParams, weighted_samples=True),
     "remask": Algorithm("remask", run_remask, RemaskParams),

@@ -87,14 +87,48 @@ class TokenDataset(Dataset):
         return row
 
 
+def text_bytes(tokenizer: Tokenizer, ids: list[int]) -> int:
+    """UTF-8 bytes of the text ``ids`` decode to, special ids (padding, mask) dropped: the unit of bits per byte.
+
+    A window cropped inside a multi-byte character decodes the broken bytes as U+FFFD (3 bytes); no shipped data
+    set has such characters (the King James text is ASCII), so there bytes = characters."""
+    return len(tokenizer.decode([int(i) for i in ids]).encode("utf-8"))
+
+
+def bits_per_byte(nats: float, num_bytes: int) -> float:
+    """Negative log-likelihood (an upper bound of it, for a NELBO) in bits per UTF-8 byte of the text it scores:
+    ``nats / ln 2 / num_bytes``. The same text costs the same bits whatever the tokenizer, so models over bytes
+    and over sub-words compare in this unit, while bits per token favour the tokenizer with fewer, longer tokens
+    (Gao et al., The Pile, 2020, Sec. 4: bits per UTF-8 byte as the tokenizer-independent measure)."""
+    if num_bytes <= 0:
+        raise ValueError(f"bits per byte needs a positive byte count, got {num_bytes}")
+    return nats / math.log(2) / num_bytes
+
+
+class ByteCounter:
+    """Callable: a batch of rows Long[B, L] -> the UTF-8 bytes its real tokens decode to (padding contributes
+    nothing). Validation divides the NELBO by this count for bits per byte."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.tokenizer = tokenizer
+
+    def __call__(self, rows: Tensor) -> int:
+        return sum(text_bytes(self.tokenizer, row) for row in rows.tolist())
+
+
 @dataclass(frozen=True)
 class UnigramBaseline:
     bits_per_token: float  # cross-entropy of validation tokens under training unigram frequencies (add-one)
     num_val_tokens: int
+    bits_per_byte: float | None = None  # the same bits over the UTF-8 bytes the validation tokens decode to
+    num_val_bytes: int | None = None
 
 
-def unigram_baseline(train: list[list[int]], val: list[list[int]], content_ids: list[int]) -> UnigramBaseline:
-    """The bits per token a model that ignores context would reach: the floor a denoiser must beat."""
+def unigram_baseline(
+    train: list[list[int]], val: list[list[int]], content_ids: list[int], num_val_bytes: int | None = None
+) -> UnigramBaseline:
+    """The bits per token a model that ignores context would reach: the floor a denoiser must beat; with
+    ``num_val_bytes`` (the bytes ``val`` decodes to) also per byte."""
     counts = torch.ones(max(content_ids) + 1, dtype=torch.float64)  # add-one smoothing
     for ids in train:
         counts += torch.bincount(torch.tensor(ids, dtype=torch.long), minlength=counts.numel()).double()
@@ -103,8 +137,9 @@ def unigram_baseline(train: list[list[int]], val: list[list[int]], content_ids: 
     probs = torch.where(keep, counts, torch.zeros_like(counts))
     probs = probs / probs.sum()
     val_ids = torch.tensor([i for ids in val for i in ids], dtype=torch.long)
-    bits = float(-(probs[val_ids].log2()).mean())
-    return UnigramBaseline(bits, int(val_ids.numel()))
+    total = float(-(probs[val_ids].log2()).sum())
+    per_byte = total / num_val_bytes if num_val_bytes else None
+    return UnigramBaseline(total / val_ids.numel(), int(val_ids.numel()), per_byte, num_val_bytes)
 
 
 class SequenceDataModule(L.LightningDataModule):
@@ -161,7 +196,8 @@ class SequenceDataModule(L.LightningDataModule):
         """Unigram baseline on the same (cropped) validation windows the model is scored on."""
         self.setup()
         val = [ids[: self.max_length] for ids in self.val_encoded]
-        return unigram_baseline(self.train_encoded, val, self.tokenizer.content_ids)
+        num_bytes = sum(text_bytes(self.tokenizer, ids) for ids in val)
+        return unigram_baseline(self.train_encoded, val, self.tokenizer.content_ids, num_bytes)
 
     def steps_per_epoch(self) -> int:
         """Batches per epoch and process (under DDP each rank's shard is 1 / world_size of the data)."""

@@ -3,12 +3,16 @@
 Training minimises the continuous-time NELBO per token (MDLM Eq. 10, see :mod:`seqtree.diffusion`); validation
 reports bits per token, the NELBO summed over the validation set divided by its tokens and ln 2, with a fixed
 generator so that numbers are comparable across epochs and runs (under DDP the sums are added over the ranks'
-shards first). The backbone stays a plain network: this class owns the objective and the optimiser only.
+shards first). Given a byte counter it also reports bits per byte: the same NELBO sum divided by ln 2 and by the
+UTF-8 bytes the validation tokens decode to (padding is never masked, scored or counted; the number of tokens in
+a row is given to the model, as in every NELBO here, and not paid for). The backbone stays a plain network: this
+class owns the objective and the optimiser only.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import lightning as L
 import torch
@@ -32,6 +36,7 @@ class MaskedDiffusionLM(L.LightningModule):
         max_steps: int = 1000,
         min_lr_ratio: float = 0.1,
         val_repeats: int = 4,
+        count_bytes: Callable[[Tensor], int] | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -43,8 +48,10 @@ class MaskedDiffusionLM(L.LightningModule):
         self.max_steps = max_steps
         self.min_lr_ratio = min_lr_ratio
         self.val_repeats = val_repeats
+        self.count_bytes = count_bytes
         self._val_nats = 0.0
         self._val_tokens = 0
+        self._val_bytes = 0
         self._val_generator: torch.Generator | None = None
 
     def forward(self, tokens: Tensor, t: Tensor) -> Tensor:
@@ -62,7 +69,7 @@ class MaskedDiffusionLM(L.LightningModule):
         return loss
 
     def on_validation_epoch_start(self) -> None:
-        self._val_nats, self._val_tokens = 0.0, 0
+        self._val_nats, self._val_tokens, self._val_bytes = 0.0, 0, 0
         self._val_generator = torch.Generator(device=self.device).manual_seed(VALIDATION_SEED)
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
@@ -70,17 +77,21 @@ class MaskedDiffusionLM(L.LightningModule):
             out = self._nelbo(batch, self._val_generator)
             self._val_nats += float(out.nats.sum()) / self.val_repeats
         self._val_tokens += int((batch != self.pad_id).sum())
+        if self.count_bytes is not None:
+            self._val_bytes += self.count_bytes(batch)
 
     def on_validation_epoch_end(self) -> None:
         # Under DDP each rank scores its shard of the validation set: add the sums over ranks before dividing, so
         # that val_bpt is the whole set's bits per token (DistributedSampler repeats up to world_size - 1 rows to
         # even out the shards).
-        nats, tokens = self._val_nats, float(self._val_tokens)
+        nats, tokens, num_bytes = self._val_nats, float(self._val_tokens), float(self._val_bytes)
         if self.trainer.world_size > 1:
-            sums = torch.tensor([nats, tokens], dtype=torch.float64, device=self.device)
-            nats, tokens = self.trainer.strategy.reduce(sums, reduce_op="sum").tolist()
+            sums = torch.tensor([nats, tokens, num_bytes], dtype=torch.float64, device=self.device)
+            nats, tokens, num_bytes = self.trainer.strategy.reduce(sums, reduce_op="sum").tolist()
         bits = nats / max(tokens, 1.0) / math.log(2)
         self.log("val_bpt", bits, prog_bar=True, sync_dist=True)  # already equal on every rank: the mean keeps it
+        if self.count_bytes is not None and num_bytes > 0:
+            self.log("val_bpb", nats / num_bytes / math.log(2), prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(self.backbone.parameters(), lr=self.lr, weight_decay=self.weight_decay)

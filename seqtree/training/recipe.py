@@ -45,6 +45,7 @@ class TrainOptim(_Strict):
     lr: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
     warmup_steps: int = Field(100, ge=0)
+    gradient_clip: float | None = Field(None, gt=0.0, description="clip the gradient norm to this (None: no clipping)")
     val_every_steps: int = Field(250, ge=1)
     checkpoint_every_steps: int = Field(250, ge=1)
     seed: int = 0
@@ -69,6 +70,11 @@ class TrainRecipe(_Strict):
         description="letters of a character tokenizer (dna, protein, ehrlich), e.g. the 32 states of an Ehrlich "
         "instance; default: the domain's own alphabet",
     )
+    tokenizer: Path | None = Field(
+        None,
+        description="a Hugging Face tokenizers JSON with <pad> and <mask> tokens (byte-level BPE trained offline, e.g. "
+        "by data/text/tokenizer.py) instead of the domain's own tokenizer; the checkpoint keeps a copy",
+    )
     data: TrainData
     model: TrainModel = TrainModel()
     diffusion: TrainDiffusion = TrainDiffusion()
@@ -90,6 +96,8 @@ class TrainRecipe(_Strict):
             raise ValueError(f"model.hidden_size {width} must be divisible by model.num_heads {heads}")
         if self.model.architecture == "dilated_cnn" and self.model.kernel_size % 2 == 0:
             raise ValueError(f"model.kernel_size must be odd, got {self.model.kernel_size}")
+        if self.alphabet is not None and self.tokenizer is not None:
+            raise ValueError("alphabet and tokenizer both name the tokenizer; give one of them")
         if self.alphabet is not None:
             if self.domain not in CHARACTER_DOMAINS:
                 raise ValueError(
@@ -111,4 +119,5 @@ class TrainRecipe(_Strict):
             return candidate if candidate.exists() else path
 
         data = self.data.model_copy(update={"train": fix(self.data.train), "val": fix(self.data.val)})
-        return self.model_copy(update={"data": data})
+        tokenizer = fix(self.tokenizer) if self.tokenizer is not None else None
+        return self.model_copy(update={"data": data, "tokenizer": tokenizer})

@@ -2,8 +2,8 @@
 
 The run directory holds Lightning's resumable checkpoints (``checkpoints/last.ckpt``) and a CSV log
 (``csv/metrics.csv``); the export folder holds ``config.json``, ``model.safetensors``, the tokenizer file and a
-model card (``README.md``) with the command, data, parameters, validation bits per token beside the unigram
-baseline, and training time.
+model card (``README.md``) with the command, data, parameters, validation bits per token and bits per UTF-8 byte
+beside the unigram baseline in the same units, and training time.
 
 Several devices and nodes (``training.devices``, ``strategy``, ``num_nodes``: Lightning's DDP or FSDP): every
 process runs this function; Lightning relaunches the command line for the other local ranks (or torchrun / SLURM
@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,10 +33,16 @@ import seqtree.models.loading  # noqa: F401  (registers the backbones with trans
 from seqtree.device import set_threads
 from seqtree.diffusion import MaskedDiffusion
 from seqtree.models.dilated_cnn import DilatedCNN, DilatedCNNConfig
-from seqtree.models.tokenizers import FITTED_DOMAINS, CharTokenizer, Tokenizer, tokenizer_for_domain
+from seqtree.models.tokenizers import (
+    FITTED_DOMAINS,
+    CharTokenizer,
+    SubwordTokenizer,
+    Tokenizer,
+    tokenizer_for_domain,
+)
 from seqtree.models.transformer import SeqTreeTransformer, SeqTreeTransformerConfig
 from seqtree.schedules import make_schedule
-from seqtree.training.data import SequenceDataModule, read_sequences
+from seqtree.training.data import ByteCounter, SequenceDataModule, read_sequences
 from seqtree.training.pretrain import MaskedDiffusionLM
 from seqtree.training.ranks import rank_seed
 from seqtree.training.recipe import TrainRecipe
@@ -54,6 +61,12 @@ class TrainSummary:
     first_train_loss: float | None  # None on ranks other than 0, which do not read the log
     last_train_loss: float | None
     processes: int = 1  # DDP / FSDP world size
+    val_bits_per_byte: float | None = None  # NELBO bits over the UTF-8 bytes the validation tokens decode to
+    unigram_bits_per_byte: float | None = None
+    val_tokens: int | None = None  # real (non-padding) validation tokens scored
+    val_bytes: int | None = None  # UTF-8 bytes those tokens decode to
+    cpu_seconds: float | None = None  # CPU time of this process during fit (all its threads); on a shared machine
+    # the wall-clock ``seconds`` also count time other processes held the cores
 
 
 def build_backbone(recipe: TrainRecipe, tokenizer: Tokenizer) -> torch.nn.Module:
@@ -91,9 +104,11 @@ def build_backbone(recipe: TrainRecipe, tokenizer: Tokenizer) -> torch.nn.Module
 
 
 def build_tokenizer(recipe: TrainRecipe) -> Tokenizer:
-    """The domain's tokenizer, or a character tokenizer over the recipe's ``alphabet`` (named after the domain, so
-    a 32-state Ehrlich prior is still an Ehrlich checkpoint; DNA and protein letters stay case-insensitive when
-    the alphabet is upper case)."""
+    """The recipe's ``tokenizer`` file (sub-words trained offline), the domain's tokenizer, or a character tokenizer
+    over the recipe's ``alphabet`` (named after the domain, so a 32-state Ehrlich prior is still an Ehrlich
+    checkpoint; DNA and protein letters stay case-insensitive when the alphabet is upper case)."""
+    if recipe.tokenizer is not None:
+        return SubwordTokenizer.from_file(recipe.tokenizer)
     if recipe.alphabet is not None:
         upper = recipe.alphabet == recipe.alphabet.upper() and recipe.domain in ("dna", "protein")
         return CharTokenizer(recipe.alphabet, name=recipe.domain, case_insensitive=upper)
@@ -158,6 +173,7 @@ def train(
         weight_decay=opt.weight_decay,
         warmup_steps=opt.warmup_steps,
         max_steps=opt.max_steps,
+        count_bytes=ByteCounter(tokenizer),
     )
     logger = CSVLogger(str(output_dir), name="csv")  # one version_N folder per attempt
     checkpoint = ModelCheckpoint(
@@ -173,6 +189,7 @@ def train(
         strategy=opt.strategy,
         num_nodes=opt.num_nodes,
         precision=opt.precision,
+        gradient_clip_val=opt.gradient_clip,
         logger=logger,
         callbacks=callbacks,
         val_check_interval=opt.val_every_steps,  # optimizer steps, across epochs (whatever each rank's shard)
@@ -183,11 +200,12 @@ def train(
         num_sanity_val_steps=0,
         deterministic=False,
     )
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     trainer.fit(system, datamodule=data, ckpt_path=str(last) if resume else None, weights_only=True)
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     trainer.save_checkpoint(str(last))  # every rank calls it (FSDP gathers); rank 0 writes
-    val = trainer.validate(system, datamodule=data, verbose=False)[0]["val_bpt"]  # the same on every rank
+    scores = trainer.validate(system, datamodule=data, verbose=False)[0]  # the same on every rank
+    val = scores["val_bpt"]
     baseline = data.baseline()
     losses = train_losses(output_dir / "csv") if trainer.is_global_zero else []
     tokens_seen = trainer.global_step * trainer.world_size * recipe.data.batch_size * recipe.data.max_length
@@ -201,6 +219,11 @@ def train(
         first_train_loss=losses[0] if losses else None,
         last_train_loss=losses[-1] if losses else None,
         processes=trainer.world_size,
+        val_bits_per_byte=float(scores["val_bpb"]) if "val_bpb" in scores else None,
+        unigram_bits_per_byte=baseline.bits_per_byte,
+        val_tokens=baseline.num_val_tokens,
+        val_bytes=baseline.num_val_bytes,
+        cpu_seconds=cpu_seconds,
     )
     if not trainer.is_global_zero:
         return summary
@@ -267,6 +290,14 @@ def export(
         "val_bits_per_token": round(summary.val_bits_per_token, 4),
         "unigram_bits_per_token": round(summary.unigram_bits_per_token, 4),
     }
+    if summary.val_bits_per_byte is not None:
+        facts["val_bits_per_byte"] = round(summary.val_bits_per_byte, 4)
+        facts["unigram_bits_per_byte"] = round(summary.unigram_bits_per_byte, 4)
+        facts["val_tokens"] = summary.val_tokens
+        facts["val_bytes"] = summary.val_bytes
+    if summary.cpu_seconds is not None:
+        facts["cpu_seconds"] = round(summary.cpu_seconds, 1)
+        facts["cpu_hours"] = round(summary.cpu_seconds / 3600, 2)
     (directory / "training_facts.json").write_text(json.dumps(facts, indent=2))
     recipe_yaml = json.dumps(json.loads(recipe.model_dump_json()), indent=2)
     m = recipe.model
@@ -280,7 +311,27 @@ def export(
         f"{summary.seconds / 60:.1f} min on {where} "
         f"({summary.tokens_per_second:,.0f} tokens/s, padding included; the last attempt when resumed)"
     )
+    if "cpu_hours" in facts:
+        whose = "rank 0's" if summary.processes > 1 else "this process's"
+        timing += f"; {facts['cpu_hours']:.2f} CPU hours ({whose} CPU time)"
     batch = f"{recipe.data.batch_size}" + (f" x {summary.processes} processes" if summary.processes > 1 else "")
+    per_byte_rows = per_byte_note = ""
+    if summary.val_bits_per_byte is not None:
+        per_byte_rows = (
+            f"\n| validation bits per UTF-8 byte (NELBO) | **{summary.val_bits_per_byte:.4f}** |"
+            f"\n| unigram baseline per byte, same validation data | {summary.unigram_bits_per_byte:.4f} |"
+        )
+        per_byte_note = "\n\n" + textwrap.fill(
+            "Bits per byte count exactly this: the NELBO in nats summed over the real tokens of the validation rows "
+            f"(the first {recipe.data.max_length} tokens of each validation sequence; padding is never masked, never "
+            "scored and never counted), divided by ln 2 and by the UTF-8 bytes those same tokens decode to "
+            f"({summary.val_bytes:,} bytes in {summary.val_tokens:,} tokens, "
+            f"{summary.val_bytes / max(summary.val_tokens or 1, 1):.2f} bytes per token). The newline between lines "
+            "is not scored, and the number of tokens in a row is given to the model (every NELBO here is conditional "
+            "on the length). The unigram baseline is the same count for the add-one-smoothed unigram distribution of "
+            "the training tokens.",
+            width=116,
+        )
     card = f"""# {recipe.name}
 
 A masked diffusion denoiser for **{recipe.domain}** sequences, trained by seqtree's own `seqtree train`.
@@ -293,11 +344,11 @@ A masked diffusion denoiser for **{recipe.domain}** sequences, trained by seqtre
 | steps x batch | {summary.steps} x {batch} |
 | noise schedule | {recipe.diffusion.schedule} (eps {recipe.diffusion.eps}) |
 | validation bits per token (NELBO) | **{summary.val_bits_per_token:.4f}** |
-| unigram baseline, same validation data | {summary.unigram_bits_per_token:.4f} |
+| unigram baseline, same validation data | {summary.unigram_bits_per_token:.4f} |{per_byte_rows}
 | training time | {timing} |
 
 The NELBO is an upper bound on the model's negative log-likelihood: a NELBO below the unigram baseline means the
-model beats it by at least the difference shown.
+model beats it by at least the difference shown.{per_byte_note}
 
 Command:
 
@@ -353,6 +404,13 @@ def write_sample_report(
     tokenizer = model.tokenizer
     molecules = (tokenizer.oracle_domain or domain) == "smiles"
     reference = None
+    vocabulary: set[str] | None = None
+    if domain == "text" and train is not None:
+        from seqtree.training.data import read_sequences
+        from seqtree.training.text import words_of
+
+        vocabulary = words_of(read_sequences(train))
+        lines.append(f"Known words: the share of sampled words (letter runs) that occur in `{train}`.")
     if molecules and train is not None:
         from seqtree.training.data import read_sequences
         from seqtree.training.molecules import training_reference
@@ -393,6 +451,12 @@ def write_sample_report(
                 f"RDKit parses **{entry['rdkit_valid_fraction']:.1%}** of them (unique valid "
                 f"{entry['unique_valid_fraction']:.1%})."
             )
+        if vocabulary is not None:
+            from seqtree.training.text import known_word_fraction
+
+            fraction, count = known_word_fraction(sequences, vocabulary)
+            entry = {"known_word_fraction": round(fraction, 4), "words": count}
+            lines += ["", f"Known words: **{fraction:.1%}** of {count:,}."]
         report["samplers"][label] = entry
         lines += ["", "```", *sequences[:6], "```"]
         if tokenizer.oracle_domain is not None:  # what the oracles would score (SELFIES: canonical SMILES)
