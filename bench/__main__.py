@@ -8,6 +8,8 @@
 ``seqtree bench device --device cuda``         raw forward rows/s (fp32, bf16) against every algorithm's NFE/s
 ``seqtree bench ehrlich --out DIR [--quick]``  Ehrlich holo benchmark: all algorithms at equal NFE, holo's GA
     (``--ga-sweep``: its tuned settings), ``--finetune``: search + fine-tuning rounds
+``seqtree bench prompts RECIPE --out DIR``     many-prompt alignment: reward and fluency against NFE per algorithm,
+    the NFE to match best-of-N; ``--finetune-rounds R``: search + fine-tuning rounds on the same prompts
 """
 
 from __future__ import annotations
@@ -114,6 +116,19 @@ def main(argv: list[str] | None = None, prog: str = "python -m bench") -> None:
         metavar="RUN_DIR",
         help="run nothing: merge the results of earlier runs (e.g. one per instance) into --out",
     )
+    prompts = sub.add_parser("prompts", help="many-prompt alignment: reward and fluency against NFE (bench.prompts)")
+    prompts.add_argument("recipe", type=Path, help="a prompts recipe, e.g. recipes/text-positive.yaml")
+    prompts.add_argument("--out", type=Path, required=True, help="directory for the runs and the tables")
+    prompts.add_argument(
+        "--algorithms", nargs="+", default=["dts_star", "mcts", "smc", "best_of_n"], metavar="NAME",
+        help="algorithms at their defaults, best_of_n among them ('none': only --finetune-rounds)",
+    )  # fmt: skip
+    prompts.add_argument("--budgets", nargs="+", type=int, default=[100, 500], help="NFE per prompt of each run")
+    prompts.add_argument("--seeds", nargs="+", type=int, default=[0, 1], help="seeds (recipe seed = 1000 x seed)")
+    prompts.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                         help="recipe override applied to every run (repeatable)")  # fmt: skip
+    prompts.add_argument("--finetune-rounds", type=int, default=None, help="also run R search + fine-tuning rounds")
+    prompts.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args, rest = parser.parse_known_args(argv)  # sampling and oracles pass their own options through
     if rest and args.command not in ("sampling", "oracles", "device"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
@@ -186,6 +201,21 @@ def main(argv: list[str] | None = None, prog: str = "python -m bench") -> None:
             prior_steps=args.prior_steps,
             search_set=search_set,
         )
+    elif args.command == "prompts":
+        from .prompts import finetune as prompts_finetune
+        from .prompts import run as run_prompts
+
+        algorithms = [] if args.algorithms == ["none"] else args.algorithms
+        if not algorithms and args.finetune_rounds is None:
+            parser.error("--algorithms none needs --finetune-rounds")
+        try:
+            if algorithms:
+                run_prompts(args.recipe, args.out, algorithms=algorithms, budgets=args.budgets, seeds=args.seeds,
+                            overrides=args.overrides)  # fmt: skip
+            if args.finetune_rounds is not None:
+                prompts_finetune(args.recipe, args.out, rounds=args.finetune_rounds, overrides=args.overrides)
+        except ValueError as error:
+            parser.error(str(error))
     elif args.command == "search":
         from .search import run
 

@@ -8,7 +8,9 @@ precision and length, with the ratio to the raw rate at the batch the algorithm 
 ``--model`` is a checkpoint (shipped name, folder, hub id) or a randomly initialised seqtree transformer for
 throughput alone: ``transformer-85m`` (hidden 768, 12 layers, 12 heads: about 85M parameters, protein vocabulary)
 or ``random:HIDDENxLAYERS`` (heads = hidden / 64). Timings synchronise the device around each timed region, so
-they are wall times of finished work; each configuration runs once untimed first (kernel selection, caches).
+they are wall times of finished work; each configuration runs once untimed first (kernel selection, caches, the
+capture of CUDA graphs). With ``--cuda-graphs`` the denoiser is replayed from CUDA graphs in both the raw and the
+search timings, as designs with ``model.cuda_graphs: true`` run it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from seqtree.device import check_precision, make_generator, resolve_device, with_precision
+from seqtree.device import check_precision, make_generator, resolve_device
 from seqtree.generate import initial_tokens
 from seqtree.models.loading import LoadedModel, load_model
 from seqtree.search import ALGORITHMS, Budget, SearchProblem, run_search
@@ -70,7 +72,7 @@ def _sync(device: torch.device) -> None:
 def forward_rate(model: LoadedModel, precision: str, batch: int, length: int, seconds: float) -> float:
     """Raw rows/s of the denoiser at ``batch`` rows of ``length`` tokens, half of them masked."""
     device = model.device
-    denoiser = with_precision(model.denoiser, precision)
+    denoiser = dataclasses.replace(model, precision=precision).inference_denoiser  # as searches call it
     generator = make_generator(0, device)
     vocab = model.tokenizer.vocab_size
     tokens = torch.randint(2, vocab, (batch, length), generator=generator, device=device)
@@ -151,15 +153,16 @@ def run(
     algorithms: list[str],
     seconds: float,
     profile: bool = False,
+    cuda_graphs: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     device = resolve_device(device_name)
     for precision in precisions:
         check_precision(precision, device)
-    model = build_model(model_spec, length, device)
+    model = dataclasses.replace(build_model(model_spec, length, device), cuda_graphs=cuda_graphs)
     parameters = sum(p.numel() for p in model.denoiser.parameters())
     name = f"{model_spec} ({parameters / 1e6:.1f}M parameters, L={length}) on {device}"
     if device.type == "cuda":
-        name += f" [{torch.cuda.get_device_name(device)}]"
+        name += f" [{torch.cuda.get_device_name(device)}, {'CUDA graphs' if cuda_graphs else 'eager'}]"
     print(name, flush=True)
     forward_rows = []
     for precision in precisions:
@@ -207,9 +210,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--algorithms", nargs="+", default=list(SEARCH_SETTINGS), choices=sorted(ALGORITHMS))
     parser.add_argument("--seconds", type=float, default=5.0, help="target seconds per timed configuration")
     parser.add_argument("--profile", action="store_true", help="also write torch.profiler tables per algorithm")
+    parser.add_argument("--cuda-graphs", action="store_true", help="replay the denoiser from CUDA graphs")
     args = parser.parse_args(argv)
     run(args.out, model_spec=args.model, device_name=args.device, length=args.length, batches=args.batches,
-        precisions=args.precisions, algorithms=args.algorithms, seconds=args.seconds, profile=args.profile)  # fmt: skip
+        precisions=args.precisions, algorithms=args.algorithms, seconds=args.seconds, profile=args.profile,
+        cuda_graphs=args.cuda_graphs)  # fmt: skip
 
 
 if __name__ == "__main__":

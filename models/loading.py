@@ -14,7 +14,7 @@ Weights load from safetensors (``from_pretrained``); nothing loaded runs code un
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -22,6 +22,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel
 from transformers.utils import logging as transformers_logging
 
+from seqtree.cuda_graphs import GraphedDenoiser
 from seqtree.device import Precision, check_precision, resolve_device, with_precision
 from seqtree.diffusion import MaskedDiffusion
 from seqtree.models.dilated_cnn import DilatedCNN, DilatedCNNConfig
@@ -59,6 +60,8 @@ class LoadedModel:
     length_counts: list[int] | None = None  # counts[n]: training sequences of n tokens (seqtree checkpoints)
     precision: Precision = "fp32"  # autocast of inference forward passes (training sets its own)
     framing: Framing = Framing(family="unknown")  # special tokens around a design, and whether rows are padded
+    cuda_graphs: bool = False  # replay the inference forward pass from CUDA graphs on a GPU (seqtree.cuda_graphs)
+    _graphed: tuple[tuple, GraphedDenoiser] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def device(self) -> torch.device:
@@ -68,8 +71,14 @@ class LoadedModel:
 
     @property
     def inference_denoiser(self) -> nn.Module:
-        """The denoiser as search and sampling call it: under autocast at ``precision`` (float32 logits)."""
-        return with_precision(self.denoiser, self.precision)
+        """The denoiser as search and sampling call it: under autocast at ``precision`` (float32 logits), replayed
+        from CUDA graphs on a GPU when ``cuda_graphs`` is on (one wrapper per model, so its graphs are kept)."""
+        if not self.cuda_graphs or self.device.type != "cuda":
+            return with_precision(self.denoiser, self.precision)
+        key = (id(self.denoiser), self.precision)
+        if self._graphed is None or self._graphed[0] != key:
+            self._graphed = (key, GraphedDenoiser(with_precision(self.denoiser, self.precision)))
+        return self._graphed[1]
 
     def sample_lengths(self, num: int, generator: torch.Generator | None = None) -> list[int]:
         """Design lengths drawn from the training length distribution (the full row when it is unknown)."""
@@ -142,10 +151,11 @@ def load_model(
     trust_remote_code: bool = False,
     device: str | torch.device = "cpu",
     precision: Precision = "fp32",
+    cuda_graphs: bool = False,
 ) -> LoadedModel:
     """Load denoiser, tokenizer and diffusion process; the denoiser is in eval mode on ``device`` (a name
     :func:`seqtree.device.resolve_device` accepts: ``auto``, ``cpu``, ``cuda:N``, ...) and searches and samples
-    under autocast at ``precision``."""
+    under autocast at ``precision``, replayed from CUDA graphs on a GPU when ``cuda_graphs`` is True."""
     device = resolve_device(str(device)) if not isinstance(device, torch.device) else device
     check_precision(precision, device)
     location = resolve_checkpoint(name_or_path)
@@ -184,5 +194,6 @@ def load_model(
     )
     denoiser.to(device).eval()
     return LoadedModel(
-        denoiser, tokenizer, diffusion, str(name_or_path), max_length, domain, length_counts, precision, framing
+        denoiser, tokenizer, diffusion, str(name_or_path), max_length, domain, length_counts, precision, framing,
+        cuda_graphs,
     )

@@ -80,19 +80,23 @@ class _Block(nn.Module):
 
     def forward(self, x: Tensor, condition: Tensor | None) -> Tensor:
         batch, length, width = x.shape
-        if self.modulation is not None and condition is not None:
+        modulated = self.modulation is not None and condition is not None
+        if modulated:
             shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(condition).chunk(6, dim=-1)
-        else:
-            shift1 = scale1 = shift2 = scale2 = torch.zeros(batch, width, device=x.device, dtype=x.dtype)
-            gate1 = gate2 = torch.ones(batch, width, device=x.device, dtype=x.dtype)
-        h = _modulate(self.norm1(x), shift1, scale1)
+        h = self.norm1(x)
+        if modulated:
+            h = _modulate(h, shift1, scale1)
         q, k, v = self.qkv(h).view(batch, length, 3, self.num_heads, width // self.num_heads).unbind(2)
         attention = F.scaled_dot_product_attention(
             q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), dropout_p=self.dropout.p if self.training else 0.0
         )
-        x = x + gate1.unsqueeze(1) * self.dropout(self.proj(attention.transpose(1, 2).reshape(batch, length, width)))
-        h = _modulate(self.norm2(x), shift2, scale2)
-        return x + gate2.unsqueeze(1) * self.dropout(self.mlp(h))
+        update = self.dropout(self.proj(attention.transpose(1, 2).reshape(batch, length, width)))
+        x = x + (gate1.unsqueeze(1) * update if modulated else update)
+        h = self.norm2(x)
+        if modulated:  # without conditioning, shift 0 / scale 0 / gate 1 are the identity: skipped, not computed
+            h = _modulate(h, shift2, scale2)
+        update = self.dropout(self.mlp(h))
+        return x + (gate2.unsqueeze(1) * update if modulated else update)
 
 
 class SeqTreeTransformer(PreTrainedModel):

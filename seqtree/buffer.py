@@ -20,8 +20,9 @@ log-probability; rows from a fine-tuned policy get it by replaying the path unde
 (log p_pre - log q = 0: they are treated as draws of the pretrained model). A row whose weight is not finite is
 refused with its index and the reason.
 
-The WDCE weights self-normalise exp(log w) within each round by default (each round's rows sum to 1 / G for G
-rounds): a round's rows come from one proposal, so each round is a consistent self-normalised estimate of pi*, and
+The WDCE weights self-normalise exp(log w) within each round by default, and within a round among the rows of one
+prompt (the rows sharing their fixed tokens; each of the G (round, prompt) groups sums to 1 / G): a round's rows of one
+prompt come from one proposal, so each round is a consistent self-normalised estimate of pi*, and
 pooling them would let round 1 (proposal = p_pre, log-ratio 0) drown every later round's finds, whose policy already
 leans towards them (log p_pre - log q << 0). TR2-D2's reference code rebuilds the buffer at every search, which is
 the one-round case. ``normalization="buffer"`` pools all rows instead. Deduplication keeps one row per sequence, the
@@ -205,12 +206,27 @@ def normalized_log_weights(columns: dict[str, Tensor], alpha: float, normalizati
     weights = log_weights(columns, alpha)
     if normalization == "buffer" or not weights.numel():
         return torch.log_softmax(weights, 0)
-    groups, group = torch.unique(columns["round"], return_inverse=True)
+    group = weight_groups(columns)
+    count = int(group.max()) + 1
     out = torch.empty_like(weights)
-    for index in range(len(groups)):
+    for index in range(count):
         members = group == index
-        out[members] = torch.log_softmax(weights[members], 0) - math.log(len(groups))
+        out[members] = torch.log_softmax(weights[members], 0) - math.log(count)
     return out
+
+
+def weight_groups(columns: dict[str, Tensor]) -> Tensor:
+    """[N] long: the group of each row for ``round`` normalisation, one per (round, fixed tokens). Rows of one round
+    that share their fixed positions (prompt, scaffold, padding: ``tokens`` where not ``designed``) came from one
+    proposal for one target pi*(x | prompt) ~ p_pre(x | prompt) exp(r / alpha); each such group is self-normalised
+    on its own, so that every prompt of a multi-prompt fine-tuning round weighs the same (a prompt whose rewards
+    run high does not drown the others), and the conditional denoiser WDCE trains still targets pi*(. | prompt) for
+    each. A buffer of one prompt has one group per round."""
+    fixed = columns["tokens"].masked_fill(columns["designed"], -1)
+    _, condition = torch.unique(fixed, dim=0, return_inverse=True)
+    key = torch.stack([columns["round"].long(), condition.long()], 1)
+    _, group = torch.unique(key, dim=0, return_inverse=True)
+    return group.flatten()
 
 
 def _why_not_finite(rows: dict[str, Tensor], index: int, alpha: float) -> str:

@@ -190,6 +190,22 @@ def model_device(recipe: DesignRecipe) -> torch.device:
     return device
 
 
+def load_recipe_model(recipe: DesignRecipe):
+    """The recipe's model on ``model.device`` at ``model.precision`` (a LoadedModel); a model that cannot be found
+    is a RecipeError naming ``model.name``."""
+    from seqtree.config import RecipeError
+    from seqtree.models.loading import load_model
+
+    device = model_device(recipe)
+    try:
+        return load_model(
+            recipe.model.name, trust_remote_code=recipe.model.trust_remote_code, device=device,
+            precision=recipe.model.precision, cuda_graphs=recipe.model.cuda_graphs,
+        )  # fmt: skip
+    except FileNotFoundError as error:
+        raise RecipeError(f"model.name: {error}") from None
+
+
 @dataclass
 class PreparedDesign:
     """What a design run builds and checks before it spends compute (:func:`prepare_design`)."""
@@ -208,20 +224,13 @@ def prepare_design(recipe: DesignRecipe) -> PreparedDesign:
     (``output.replay_buffer``). ``seqtree design`` runs it before it writes anything and ``seqtree validate`` runs
     it alone, so the two refuse the same recipes with the same one-line messages."""
     from seqtree.config import RecipeError
-    from seqtree.models.loading import load_model
 
     if recipe.design.prompts_file is not None or recipe.fluency is not None:  # seqtree design runs it in prompts.py
         field = "design.prompts_file" if recipe.design.prompts_file is not None else "fluency"
         raise RecipeError(f"{field}: this command searches one prompt without a fluency guard; seqtree design runs "
                           f"{'a prompts file' if field != 'fluency' else 'the fluency guard'}")  # fmt: skip
-    device = model_device(recipe)
-    try:
-        model = load_model(
-            recipe.model.name, trust_remote_code=recipe.model.trust_remote_code, device=device,
-            precision=recipe.model.precision,
-        )  # fmt: skip
-    except FileNotFoundError as error:
-        raise RecipeError(f"model.name: {error}") from None
+    model = load_recipe_model(recipe)
+    device = model.device
     decode = scored_as(model.tokenizer)
     oracle = TimedOracle(build_oracle(recipe), None if decode is None else decode[1])
     check_alphabet(recipe, model, oracle.oracle)

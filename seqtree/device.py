@@ -78,7 +78,9 @@ def autocast(device: torch.device, precision: Precision) -> AbstractContextManag
     dtype = PRECISION_DTYPES[precision]
     if dtype is None:
         return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    # no weight-cast cache: each weight is cast once per forward pass anyway, and a cache would outlive a CUDA graph
+    # capture (seqtree.cuda_graphs)
+    return torch.autocast(device_type=device.type, dtype=dtype, cache_enabled=False)
 
 
 class AutocastDenoiser(nn.Module):

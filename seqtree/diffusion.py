@@ -271,14 +271,14 @@ class MaskedDiffusion:
         top_p: float | None = None,
     ) -> StepOutput:
         """Fill the positions in ``unmask`` [B, L] with tokens drawn from log_probs; everything else stays."""
-        selected_model = log_probs[unmask]  # [N, V]
+        rows, columns = unmask.nonzero().unbind(1)  # row-major, as boolean indexing; one host sync, not three
+        selected_model = log_probs[rows, columns]  # [N, V]
         selected = filter_log_probs(selected_model, temperature=temperature, top_k=top_k, top_p=top_p)
         tokens = sample_categorical(selected, generator)
         x_s = x_t.clone()
-        x_s[unmask] = tokens
+        x_s[rows, columns] = tokens
         chosen = selected.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
         chosen_model = selected_model.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-        rows = unmask.nonzero()[:, 0]
         batch = x_t.shape[0]
         log_prob = torch.zeros(batch, device=x_t.device).index_add(0, rows, chosen)
         log_prob_model = torch.zeros(batch, device=x_t.device).index_add(0, rows, chosen_model)

@@ -8,6 +8,12 @@ pretrained model; :mod:`seqtree.trajectory`), trains ``steps_per_round`` WDCE st
 a checkpoint folder (``rounds/<k>/model``) that ``load_model``, ``seqtree sample`` and any recipe's ``model.name``
 accept. Round 0 of ``metrics.csv`` is the pretrained model's evaluation.
 
+A recipe with ``design.prompts_file`` (or a ``fluency:`` guard) fine-tunes on all its prompts
+(:mod:`seqtree.finetune_prompts`): each round searches every prompt in lockstep into ``rounds/<k>/`` (a prompts run
+directory), the buffer holds every prompt's trajectories with the prompt as fixed tokens, and the evaluation draws
+``eval_samples`` plain samples per prompt (``rounds/<k>/eval.csv``, ``samples.csv``); ``metrics.csv``'s rewards and
+fluency are then means over prompts.
+
 Run directory: ``recipe.yaml``, ``rounds/<k>/`` (designs, curve, summary, model), ``buffer.safetensors``,
 ``state.ckpt`` (Lightning: policy, frozen copy, EMA, optimizer), ``csv/round_<k>/metrics.csv`` (Lightning's log of
 the WDCE loss per step), ``metrics.csv`` (one row per round),
@@ -51,6 +57,7 @@ from seqtree.design import (
 )
 from seqtree.device import make_generator, set_threads
 from seqtree.finetune_eval import evaluate_policy
+from seqtree.prompts import uses_prompts
 from seqtree.recipe import DesignRecipe, FinetuneSection
 from seqtree.training.ranks import Ranks, launch_ranks
 
@@ -95,6 +102,7 @@ class _Session:
     log: Any
     device: torch.device = torch.device("cpu")  # where the policy searches and samples (model.device)
     ranks: Ranks = Ranks()  # the DDP processes; one unless finetune.devices / num_nodes ask for more
+    prompts: Any = None  # PreparedPrompts of a prompts file (seqtree.finetune_prompts); root is then its first prompt's
 
     @property
     def cfg(self) -> FinetuneSection:
@@ -104,8 +112,17 @@ class _Session:
         """The current policy as a LoadedModel (the EMA weights when kept), in eval mode."""
         return dataclasses.replace(self.model, denoiser=self.system.export_model().eval())
 
+    def pretrained_model(self):
+        """The frozen pretrained model as a LoadedModel (fluency, and the NELBO of evaluation samples)."""
+        return dataclasses.replace(self.model, denoiser=self.system.pretrained)
+
     def evaluate(self, seed: int):
         policy = self.policy()
+        if self.prompts is not None:
+            from seqtree.finetune_prompts import evaluate_prompts
+
+            return evaluate_prompts(self.recipe, policy, self.pretrained_model(), self.prompts,
+                                    num_samples=self.cfg.eval_samples, seed=seed)  # fmt: skip
         scalarize = build_problem(self.recipe, policy, self.oracle, self.root).scalarize
         return evaluate_policy(
             policy, self.system.pretrained, self.oracle, self.root, num_samples=self.cfg.eval_samples,
@@ -137,8 +154,16 @@ def run_finetune(
                          strategy=cfg.strategy)  # fmt: skip
     progress, log = (progress, log) if ranks.is_zero else (False, None)
     set_threads(cfg.threads)
-    prepared = prepare_design(recipe)  # every refusal before the run folder appears (seqtree validate's checks)
-    device, model, oracle, root = prepared.device, prepared.model, prepared.oracle, prepared.root
+    prompts = None
+    if uses_prompts(recipe):  # a prompts file (or a fluency guard): every prompt searched in lockstep each round
+        from seqtree.finetune_prompts import prepare as prepare_prompts
+
+        prompts = prepare_prompts(recipe)
+        device, model, oracle = prompts.device, prompts.model, prompts.oracle
+        root = prompts.roots[prompts.prompts[0].id]  # the buffer's row length; every prompt's row is this long
+    else:
+        prepared = prepare_design(recipe)  # every refusal before the run folder appears (seqtree validate's checks)
+        device, model, oracle, root = prepared.device, prepared.model, prepared.oracle, prepared.root
     if (stop or StopFlag()).requested:
         raise InterruptedBeforeStart(run_dir, resume=resume, command="finetune")
     if ranks.is_zero:
@@ -150,6 +175,10 @@ def run_finetune(
     started = time.perf_counter()
     session = _Session(recipe, run_dir, model, system, oracle, root, None, [], stop or StopFlag(), progress,
                        log or (lambda line: None), device, ranks)  # fmt: skip
+    if prompts is not None:
+        from seqtree.finetune_prompts import with_pretrained_fluency
+
+        session.prompts = with_pretrained_fluency(prompts, session.pretrained_model())
     if done:
         state = torch.load(run_dir / STATE, map_location="cpu", weights_only=True)
         system.load_state_dict(state["state_dict"])
@@ -160,6 +189,7 @@ def run_finetune(
         session.buffer = _new_buffer(recipe, cfg, root, model, oracle.num_objectives)
         if ranks.is_zero:
             evaluation = session.evaluate(round_seed(recipe.seed, 0))
+            _write_evaluation(run_dir / ROUNDS / "0", evaluation)
             session.metrics = [_metrics_row(0, None, evaluation.as_dict(), previous=None)]
             _write_metrics(run_dir, session.metrics)
 
@@ -180,25 +210,42 @@ def run_finetune(
     return FinetuneRun(recipe, run_dir, metrics, summary)
 
 
-def _search(session: _Session, seed: int):
-    """Round k's search with the current policy, or plain samples of it at the same budget (buffer_from policy)."""
-    from seqtree.search import ALGORITHMS, run_search
+def _round_search(recipe: DesignRecipe) -> tuple[str, dict[str, Any]]:
+    """(algorithm, parameters) of a round's search: the recipe's, handing over every scored sequence; or, with
+    ``buffer_from: policy``, best-of-N plain samples of the policy at the same budget."""
+    from seqtree.search import ALGORITHMS
 
-    recipe, cfg = session.recipe, session.cfg
+    cfg = recipe.finetune
+    if cfg.buffer_from == "search":
+        algorithm, params = recipe.search.algorithm, recipe.search.params()
+        if "num_samples" in ALGORITHMS[algorithm].params.model_fields and "num_samples" not in params:
+            params["num_samples"] = cfg.buffer_capacity or POLICY_SAMPLES  # the whole tree's finds, not a top 16
+        return algorithm, params
+    return "best_of_n", {"num_samples": POLICY_SAMPLES, "batch_size": 64, "alpha": cfg.alpha}
+
+
+def _search(session: _Session, seed: int, k: int):
+    """Round k's search with the current policy, or plain samples of it at the same budget (buffer_from policy);
+    with a prompts file, every prompt in lockstep into ``rounds/<k>`` (:mod:`seqtree.finetune_prompts`)."""
+    from seqtree.search import run_search
+
+    recipe = session.recipe
+    algorithm, params = _round_search(recipe)
+    policy = session.policy()
+    if session.prompts is not None:
+        from seqtree.finetune_prompts import search_round
+
+        return search_round(
+            recipe, session.prompts, policy, session.run_dir / ROUNDS / str(k), algorithm=algorithm, params=params,
+            seed=seed, stop=session.stop, progress=session.progress, log=session.log,
+        )  # fmt: skip
     bar = SearchProgressBar(recipe, enabled=session.progress)
 
     def observe(point) -> bool:
         bar.update(point)
         return session.stop.requested
 
-    policy = session.policy()
     problem = build_problem(recipe, policy, session.oracle, session.root.to(policy.device), observe)
-    if cfg.buffer_from == "search":
-        algorithm, params = recipe.search.algorithm, recipe.search.params()
-        if "num_samples" in ALGORITHMS[algorithm].params.model_fields and "num_samples" not in params:
-            params["num_samples"] = cfg.buffer_capacity or POLICY_SAMPLES  # the whole tree's finds, not a top 16
-    else:
-        algorithm, params = "best_of_n", {"num_samples": POLICY_SAMPLES, "batch_size": 64, "alpha": cfg.alpha}
     with bar, torch.no_grad():
         return run_search(algorithm, problem, build_budget(recipe), generator=make_generator(seed, policy.device),
                           **params)  # fmt: skip
@@ -227,20 +274,26 @@ def _run_round(session: _Session, k: int) -> bool:
     tic = time.perf_counter()
     evaluation = session.evaluate(seed)
     timings["eval_seconds"] = time.perf_counter() - tic
+    prompts = session.prompts is not None
+    if prompts:  # means over prompts (seqtree.finetune_prompts)
+        search_mean = result.mean_reward(float(getattr(session.oracle.oracle, "floor", -1e3)))
+    else:
+        search_mean = float(result.designs.scores.mean()) if len(result.designs) else math.nan
     search = {
         "algorithm": result.algorithm, "search_nfe": result.nfe, "search_oracle_calls": result.oracle_calls,
-        "search_best": result.best_reward,
-        "search_mean": float(result.designs.scores.mean()) if len(result.designs) else math.nan,
+        "search_best": result.best_reward, "search_mean": search_mean,
         "replay_nfe": replay_nfe, "buffer_rows": len(buffer), "buffer_ess": buffer.effective_sample_size(),
         "refused_rows": len(refused), "wdce_loss": sum(losses) / max(len(losses), 1), **timings,
     }  # fmt: skip
-    session.metrics.append(_metrics_row(k, search, evaluation.as_dict(), session.metrics[-1], result.curve))
-    _commit(session, k, result)
+    curve = None if prompts else result.curve
+    session.metrics.append(_metrics_row(k, search, evaluation.as_dict(), session.metrics[-1], curve))
+    _commit(session, k, result, evaluation)
     row = session.metrics[-1]
+    fluency = f", fluency {row['eval_fluency_mean']:.3g}" if prompts else ""
     session.log(
         f"round {k}/{cfg.rounds}: {result.algorithm} best {row['search_best']:.4g} ({row['search_nfe']} NFE, "
         f"{row['search_oracle_calls']} oracle calls); buffer {row['buffer_rows']} rows (ESS {row['buffer_ess']:.1f}); "
-        f"WDCE {row['wdce_loss']:.4g}; samples mean {row['eval_reward_mean']:.4g}, pretrained NLL "
+        f"WDCE {row['wdce_loss']:.4g}; samples mean {row['eval_reward_mean']:.4g}{fluency}, pretrained NLL "
         f"{row['pretrained_nll_nats']:.1f} nats; best so far {row['best_so_far']:.4g}"
     )
     return True
@@ -251,31 +304,41 @@ def _search_and_weigh(session: _Session, k: int, seed: int, timings: dict[str, f
     refused rows), or None when interrupted."""
     recipe, buffer, system = session.recipe, session.buffer, session.system
     tic = time.perf_counter()
-    result = _search(session, seed)
+    result = _search(session, seed, k)
     timings["search_seconds"] = time.perf_counter() - tic
     if session.stop.requested:
         return None
     tic = time.perf_counter()
+    mask_id = session.model.diffusion.mask_id
+    if session.prompts is not None:
+        from seqtree.finetune_prompts import prompt_rows
+
+        rows = prompt_rows(result, session.prompts, mask_id, round_index=k, seed=seed)
+    else:
+        rows = result_rows(result, session.root == mask_id, round_index=k, seed=seed)
     replay_nfe = 0
-    log_prob_pre = None  # round 1 searches the pretrained model itself: its recorded log-probabilities are p_pre's
-    if k > 1 and len(result.designs):
-        log_prob_pre, replay_nfe = system.pretrained_path_log_prob(
-            result.designs.tokens, result.trajectories.unmask_step, recipe.model.num_steps
+    if k > 1 and rows is not None and len(rows["tokens"]):  # round 1 searched p_pre: its recorded log-probs are p_pre's
+        rows["log_prob_pretrained"], replay_nfe = system.pretrained_path_log_prob(
+            rows["tokens"], rows["unmask_step"], recipe.model.num_steps
         )
-    designed = session.root == session.model.diffusion.mask_id
-    rows = result_rows(result, designed, log_prob_pretrained=log_prob_pre, round_index=k, seed=seed)
-    refused = buffer.add(rows, source=result.algorithm, run={"round": k, "algorithm": result.algorithm, "seed": seed},
-                         skip_invalid=True)  # fmt: skip
+    refused = [] if rows is None else buffer.add(
+        rows, source=result.algorithm, run={"round": k, "algorithm": result.algorithm, "seed": seed}, skip_invalid=True
+    )  # fmt: skip
     timings["weight_seconds"] = time.perf_counter() - tic
     if not len(buffer):
         raise ValueError(f"round {k}: the search completed no design, so the buffer is empty; raise budget.nfe")
     return result, replay_nfe, refused
 
 
-def _commit(session: _Session, k: int, result) -> None:
-    """Write round k's files; ``progress.json`` last, so a round either counts whole or not at all."""
+def _commit(session: _Session, k: int, result, evaluation) -> None:
+    """Write round k's files; ``progress.json`` last, so a round either counts whole or not at all. A prompts
+    file's search wrote its own round folder as it searched (a prompts run directory)."""
     run_dir, policy = session.run_dir, session.policy()
-    _write_round(run_dir / ROUNDS / str(k), session.recipe, result, policy, session.oracle, k)
+    if session.prompts is None:
+        _write_round(run_dir / ROUNDS / str(k), session.recipe, result, policy, session.oracle, k)
+    else:
+        _export(policy, run_dir / ROUNDS / str(k) / MODEL, session.recipe, k)
+    _write_evaluation(run_dir / ROUNDS / str(k), evaluation)
     session.buffer.save(run_dir / BUFFER)
     _write_metrics(run_dir, session.metrics)
     _plot(run_dir, session.metrics, session.recipe.name)
@@ -352,7 +415,9 @@ def _new_buffer(recipe: DesignRecipe, cfg: FinetuneSection, root, model, num_obj
 
 def _metrics_row(k: int, search: dict | None, evaluation: dict, previous: dict | None, curve=()) -> dict:
     """One row of metrics.csv. ``oracle_calls_to_best`` counts every oracle call (search and evaluation, all rounds)
-    made until the best reward so far was first seen, read off the round's anytime ``curve``."""
+    made until the best reward so far was first seen, read off the round's anytime ``curve``; with ``curve`` None (a
+    prompts file, whose best is a mean over prompts of each prompt's best) the round's search calls all count.
+    With a prompts file the rewards here are means over prompts (:mod:`seqtree.finetune_prompts`)."""
     search = search or {}
     before = previous["cumulative_oracle_calls"] if previous else 0
     prior_best = previous["best_so_far"] if previous else -math.inf
@@ -362,7 +427,10 @@ def _metrics_row(k: int, search: dict | None, evaluation: dict, previous: dict |
     if best == prior_best and previous is not None:
         calls_to_best = previous["oracle_calls_to_best"]
     elif best == search_best:
-        calls_to_best = before + next(p.oracle_calls for p in curve if p.best_reward >= best)
+        spent = search.get("search_oracle_calls", 0)
+        if curve is not None:
+            spent = next(p.oracle_calls for p in curve if p.best_reward >= best)
+        calls_to_best = before + spent
     else:  # the evaluation samples found it: all of this round's calls were spent by then
         calls_to_best = before + calls
     nfe = search.get("search_nfe", 0) + search.get("replay_nfe", 0) + evaluation["eval_nfe"]
@@ -371,6 +439,12 @@ def _metrics_row(k: int, search: dict | None, evaluation: dict, previous: dict |
         "cumulative_oracle_calls": before + calls,
         "cumulative_nfe": (previous["cumulative_nfe"] if previous else 0) + nfe,
     }  # fmt: skip
+
+
+def _write_evaluation(round_dir: Path, evaluation) -> None:
+    """A prompts file's evaluation tables (``eval.csv`` per prompt, ``samples.csv``); nothing for one prompt."""
+    if hasattr(evaluation, "write"):
+        evaluation.write(round_dir)
 
 
 def _write_round(round_dir: Path, recipe: DesignRecipe, result, policy, oracle, k: int) -> None:
@@ -459,6 +533,8 @@ def _summarize(session: _Session, *, interrupted: bool, seconds: float, resumed:
         "buffer_from": recipe.finetune.buffer_from, "algorithm": recipe.search.algorithm,
         "best_reward": float(last["best_so_far"]), "oracle_calls_to_best": int(last["oracle_calls_to_best"]),
         "final_eval_reward_mean": float(last["eval_reward_mean"]),
+        **({"final_eval_fluency_mean": float(last["eval_fluency_mean"]), "prompts": len(session.prompts.prompts)}
+           if session.prompts is not None else {}),
         "nfe": int(last["cumulative_nfe"]), "oracle_calls": int(last["cumulative_oracle_calls"]),
         "seconds": round(previous_seconds + seconds, 3), "buffer_rows": len(session.buffer),
         "model_dir": str(run_dir / MODEL) if last["round"] > 0 else None, "seqtree": seqtree.__version__,

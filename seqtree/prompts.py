@@ -48,7 +48,7 @@ from seqtree.design import (
     build_oracle,
     build_problem,
     check_alphabet,
-    model_device,
+    load_recipe_model,
     resolved_run_dir,
     scored_as,
     supports_state,
@@ -86,18 +86,13 @@ def prepare_prompts(recipe: DesignRecipe, prompts: list[PromptItem] | None = Non
     """Device, model, oracle, prompts (each against the model, errors naming the file and line) and the fluency
     model, in that order; ``seqtree validate`` runs it alone. ``prompts``: those a run directory recorded."""
     from seqtree.generate import model_root
-    from seqtree.models.loading import load_model
     from seqtree.oracles.fluency import SELF, CausalLMFluency, SelfNelboFluency
 
     if recipe.output.replay_buffer is not None:
         raise RecipeError("output.replay_buffer: a multi-prompt run does not append to a replay buffer (one prompt "
                           "per buffer: run the prompt alone with design.prompt)")  # fmt: skip
-    device = model_device(recipe)
-    try:
-        model = load_model(recipe.model.name, trust_remote_code=recipe.model.trust_remote_code, device=device,
-                           precision=recipe.model.precision)  # fmt: skip
-    except FileNotFoundError as error:
-        raise RecipeError(f"model.name: {error}") from None
+    model = load_recipe_model(recipe)
+    device = model.device
     decode = scored_as(model.tokenizer)
     oracle = TimedOracle(build_oracle(recipe), None if decode is None else decode[1])
     check_alphabet(recipe, model, oracle.oracle)
@@ -192,21 +187,31 @@ class _Run:
     progress: Any
 
 
+def prompt_objective(prepared: PreparedPrompts, item: PromptItem, decode) -> tuple[Oracle, Any]:
+    """(objective, fluency) of one prompt: the run's shared oracle under its lock, with the fluency guard when the
+    recipe asks for one (``fluency.min_fluency`` / ``fluency.weight``), and the prompt's
+    :class:`~seqtree.oracles.fluency.CompletionFluency` (which strips the decoded prompt ``decode(root)``). The
+    search and fine-tuning's evaluation of plain samples (:mod:`seqtree.finetune_prompts`) score with the same."""
+    from seqtree.oracles.fluency import CompletionFluency, guard
+
+    fluency = CompletionFluency(prepared.scorer, item.text, decode(prepared.roots[item.id].tolist()))
+    objective: Oracle = _LockedOracle(prepared.oracle, prepared.oracle_lock)
+    section = prepared.fluency
+    if section.weight or section.min_fluency is not None:
+        objective = guard(objective, fluency, weight=section.weight, min_fluency=section.min_fluency)
+    return objective, fluency
+
+
 def _search_prompt(run: _Run, item: PromptItem):
     """Search one prompt (a member of the lockstep batcher while it searches) and write its folder; returns its
     summary and its search result (without the tree)."""
-    from seqtree.oracles.fluency import CompletionFluency, guard
     from seqtree.search import run_search
 
     recipe, prepared = run.recipe, run.prepared
     model, root = prepared.model, prepared.roots[item.id]
     folder = prompt_report.prompt_dir(run.run_dir, item.id)
     decoder = _LockedDecoder(model.tokenizer, run.decode_lock)
-    fluency = CompletionFluency(prepared.scorer, item.text, decoder.decode(root.tolist()))
-    objective: Oracle = _LockedOracle(prepared.oracle, prepared.oracle_lock)
-    section = prepared.fluency
-    if section.weight or section.min_fluency is not None:
-        objective = guard(objective, fluency, weight=section.weight, min_fluency=section.min_fluency)
+    objective, fluency = prompt_objective(prepared, item, decoder.decode)
     params = recipe.search.params()
     state = folder / rundir.SEARCH_STATE
     if supports_state(recipe):
@@ -243,8 +248,11 @@ def run_prompts(
     progress: bool = False,
     stop: StopFlag | None = None,
     log=None,
+    prepared: PreparedPrompts | None = None,
 ) -> DesignRun:
-    """Run every prompt not yet done and write the merged run directory (module docstring)."""
+    """Run every prompt not yet done and write the merged run directory (module docstring). ``prepared``: what
+    :func:`prepare_prompts` built, given by a caller that searches with another model than ``model.name`` (the
+    policy of a fine-tuning round, :mod:`seqtree.finetune_prompts`)."""
     log = log or (lambda line: None)
     stop = stop or StopFlag()
     run_dir = resolved_run_dir(recipe, out)
@@ -252,7 +260,8 @@ def run_prompts(
     if not resume and previous is not None:
         raise FileExistsError(f"{run_dir} holds an earlier run; use --resume {run_dir} or choose another --out")
     recorded = run_dir / PROMPTS_JSONL
-    prepared = prepare_prompts(recipe, load_run_prompts(recorded) if resume and recorded.is_file() else None)
+    if prepared is None:
+        prepared = prepare_prompts(recipe, load_run_prompts(recorded) if resume and recorded.is_file() else None)
     if stop.requested:
         raise InterruptedBeforeStart(run_dir, resume=resume)
     rundir.write_atomic(run_dir / rundir.RECIPE, yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))

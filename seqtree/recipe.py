@@ -37,6 +37,9 @@ class ModelSection(_Strict):
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="autocast of the denoiser's forward pass (bf16 / fp16: mixed precision on a GPU)"
     )
+    cuda_graphs: bool = Field(
+        False, description="on a GPU, replay the denoiser's forward pass from CUDA graphs (not yet checked on a GPU)"
+    )
 
     @field_validator("device")
     @classmethod
@@ -159,7 +162,9 @@ class FinetuneSection(_Strict):
     )
     seed_buffer: Path | None = Field(None, description="scored CSV / FASTA to seed the buffer with (lab data)")
     reward_columns: list[str] | None = Field(None, description="reward columns of seed_buffer's CSV (default reward)")
-    eval_samples: int = Field(64, ge=1, description="plain samples of the policy scored after each round")
+    eval_samples: int = Field(
+        64, ge=1, description="plain samples of the policy scored after each round (per prompt with a prompts file)"
+    )
     target_reward: float | None = Field(None, description="stop before the next round once the best reward reaches it")
     accelerator: str = Field("auto", description="Lightning accelerator for training: auto (a GPU if any), cpu, gpu")
     devices: int | str = Field(1, description="Lightning devices (several GPUs: DDP through strategy)")

@@ -1,6 +1,7 @@
 """Every sampler and search algorithm on every device this machine has (CPU always, CUDA or MPS when present).
 
-Each run uses the shipped ``dna-tiny`` checkpoint loaded on the device and a generator on that device. The tests
+Each run uses the shipped ``dna-tiny`` checkpoint loaded on the device (searches call it as designs do: on CUDA
+replayed from CUDA graphs, :mod:`seqtree.cuda_graphs`) and a generator on that device. The tests
 assert that every denoiser call saw its tokens on the device (nothing silently fell back to the host), that the
 results come back complete and on the host, and that the same seed gives the same designs on the same device
 (issue 13). On a CPU-only machine the CUDA cases are skipped; run ``pytest tests/test_device.py`` on a GPU machine
@@ -64,7 +65,7 @@ def gc_fraction(sequences: list[str]) -> torch.Tensor:
 
 @pytest.fixture(scope="module", params=DEVICES)
 def model(request):
-    return load_model("dna-tiny", device=request.param)
+    return load_model("dna-tiny", device=request.param, cuda_graphs=True)
 
 
 def _problem(model, recorder: DeviceRecorder, **kwargs) -> SearchProblem:
@@ -74,7 +75,7 @@ def _problem(model, recorder: DeviceRecorder, **kwargs) -> SearchProblem:
 
 
 def _search(model, algorithm: str, seed: int, **kwargs):
-    recorder = DeviceRecorder(model.denoiser)
+    recorder = DeviceRecorder(model.inference_denoiser)  # on CUDA: replayed from CUDA graphs
     problem = _problem(model, recorder, **kwargs)
     generator = make_generator(seed, model.device)
     result = run_search(algorithm, problem, Budget(nfe=240), generator=generator, **ALGORITHM_PARAMS[algorithm])

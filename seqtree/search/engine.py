@@ -31,6 +31,7 @@ from seqtree.search.result import (
     Trajectories,
     first_copies,
     pareto_mask,
+    row_groups,
 )
 from seqtree.search.tree import Tree
 
@@ -150,31 +151,34 @@ class Engine:
         rows, only the first ones (in order of first appearance) are evaluated and the search halts.
         """
         count = x.shape[0]
-        keys = torch.cat([x, k.unsqueeze(1)], 1)
-        unique, inverse = torch.unique(keys, dim=0, return_inverse=True)
-        first = torch.full((unique.shape[0],), count, dtype=torch.long, device=x.device)
-        first = first.scatter_reduce(0, inverse, torch.arange(count, device=x.device), reduce="amin")
-        order = first.argsort()  # distinct rows in order of first appearance
         kept = torch.ones(count, dtype=torch.bool, device=x.device)
+        if count == 0:
+            return None, kept
+        keys = torch.cat([x, k.unsqueeze(1)], 1)
+        inverse, first = row_groups(keys)
+        order = first.argsort()  # distinct rows in order of first appearance
         left = self.meter.nfe_left
         if order.numel() > left:
             self.meter.halt(STOP_NFE)
             order = order[: int(left)]
-            allowed = torch.zeros(unique.shape[0], dtype=torch.bool, device=x.device)
+            allowed = torch.zeros(first.shape[0], dtype=torch.bool, device=x.device)
             allowed[order] = True
             kept = allowed[inverse]
         if order.numel() == 0:
             return None, kept
-        rows = unique[order]
+        rows = keys[first[order]]
         tokens, t = rows[:, :-1], self.grid[rows[:, -1]]
         with torch.no_grad(), self.forward_timer:  # search never differentiates the denoiser
             logits = self.problem.denoiser(tokens, t)
         self.meter.charge_nfe(int(order.numel()))
         log_probs = self.problem.diffusion.subs_log_probs(logits, tokens)
         check_log_probs(log_probs, self.problem.denoiser, t, steps=rows[:, -1])
-        position = torch.empty(unique.shape[0], dtype=torch.long, device=x.device)
+        if order.numel() == count:  # all rows distinct and evaluated: already in input order
+            return log_probs, kept
+        position = torch.empty(first.shape[0], dtype=torch.long, device=x.device)
         position[order] = torch.arange(order.numel(), device=x.device)
-        return log_probs[position[inverse[kept]]], kept
+        cut = order.numel() < first.shape[0]  # known on the host: no boolean selection unless the budget cut rows
+        return log_probs[position[inverse[kept] if cut else inverse]], kept
 
     def advance(
         self,
@@ -210,16 +214,18 @@ class Engine:
         width = int(span.max()) if batch else 0
         alive &= self._affordable(span + int(final_log_probs))
 
-        def refresh(need: Tensor, k: Tensor) -> None:
+        # Host synchronisations are what a GPU waits on (issue 13): each step takes the rows it needs with one
+        # nonzero, and masks are applied by index, not by boolean selection, except where the budget cut rows.
+        def refresh(rows: Tensor, k: Tensor) -> None:
             nonlocal cache
-            rows = need.nonzero().squeeze(1)
             fresh, kept = self.denoise(x[rows], k[rows])
-            alive[rows[~kept]] = False
+            alive[rows] &= kept
             if fresh is None:
                 return
             if cache is None:
                 cache = fresh.new_zeros((batch, length, fresh.shape[-1]))
-            rows = rows[kept]
+            if fresh.shape[0] != rows.shape[0]:
+                rows = rows[kept]
             cache[rows] = fresh
             valid[rows] = True
             exact[rows] = True
@@ -227,8 +233,8 @@ class Engine:
         for j in range(width):
             k = k_from + j
             active = alive & (j < span) & (x == self.mask_id).any(-1)
-            need = active & (~valid | (~exact if not p.cache else torch.zeros_like(valid)))
-            if need.any():
+            need = (active & (~valid | (~exact if not p.cache else torch.zeros_like(valid)))).nonzero().squeeze(1)
+            if need.numel():
                 refresh(need, k)
                 active &= alive
             idx = active.nonzero().squeeze(1)
@@ -249,8 +255,8 @@ class Engine:
         final = None
         if final_log_probs:
             open_rows = alive & (x == self.mask_id).any(-1)
-            need = open_rows & (~valid | (~exact if not p.cache else torch.zeros_like(valid)))
-            if need.any():
+            need = (open_rows & (~valid | (~exact if not p.cache else torch.zeros_like(valid)))).nonzero().squeeze(1)
+            if need.numel():
                 refresh(need, k_to)
             vocab = p.diffusion.vocab_size
             final = torch.full((batch, length, vocab), -math.inf, device=x.device)

@@ -20,11 +20,8 @@ card's report without training.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -178,25 +175,10 @@ def evaluate(smiles: list[str], reference: TrainingReference) -> MoleculeSetRepo
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Re-draw a molecule checkpoint's sample report (its card's ``## Samples`` section and training_facts.json)."""
-    parser = argparse.ArgumentParser(prog="python -m seqtree.training.molecules", description=main.__doc__)
-    parser.add_argument("checkpoint", type=Path, help="an exported checkpoint folder (config.json, tokenizer, card)")
-    parser.add_argument("--train", type=Path, required=True, help="its training file (novelty, property reference)")
-    parser.add_argument("--num", type=int, default=2048, help="samples per sampler (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    """Re-draw a molecule checkpoint's sample report (:mod:`seqtree.training.report`, 2,048 samples by default)."""
+    from seqtree.training.report import main as report_main
 
-    import json
-
-    from seqtree.training.run import write_sample_report
-
-    domain = json.loads((args.checkpoint / "config.json").read_text()).get("domain")
-    report = write_sample_report(
-        args.checkpoint, domain, seed=args.seed, num=args.num, train=args.train,
-        log=lambda line: print(line, file=sys.stderr),
-    )  # fmt: skip
-    print(json.dumps(report, indent=2))
-    return 0
+    return report_main(argv, default_num=2048, prog="python -m seqtree.training.molecules")
 
 
 if __name__ == "__main__":
