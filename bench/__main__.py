@@ -10,6 +10,8 @@
     (``--ga-sweep``: its tuned settings), ``--finetune``: search + fine-tuning rounds
 ``seqtree bench prompts RECIPE --out DIR``     many-prompt alignment: reward and fluency against NFE per algorithm,
     the NFE to match best-of-N; ``--finetune-rounds R``: search + fine-tuning rounds on the same prompts
+``seqtree bench alignment --out DIR``          DTS* against best-of-N at equal NFE per seed (text-small, VADER):
+    the measurement behind tests/test_text_alignment.py
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m bench") -> None:
     )  # fmt: skip
     sub.add_parser("oracles", help="oracle throughput (seqtree.oracles.bench)")
     sub.add_parser("device", help="raw forward rate against every algorithm's NFE/s on a device (bench.device)")
+    sub.add_parser("alignment", help="DTS* against best-of-N per seed on text-small (bench.alignment)")
     ehrlich = sub.add_parser("ehrlich", help="Ehrlich holo benchmark: every algorithm at equal NFE, holo's GA")
     ehrlich.add_argument("--out", type=Path, required=True, help="directory for ehrlich.csv, curves and plot")
     ehrlich.add_argument(
@@ -130,7 +133,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m bench") -> None:
     prompts.add_argument("--finetune-rounds", type=int, default=None, help="also run R search + fine-tuning rounds")
     prompts.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args, rest = parser.parse_known_args(argv)  # sampling and oracles pass their own options through
-    if rest and args.command not in ("sampling", "oracles", "device"):
+    if rest and args.command not in ("sampling", "oracles", "device", "alignment"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     set_threads(getattr(args, "threads", None))
     if args.command == "sampling":
@@ -152,6 +155,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m bench") -> None:
         from .device import main as device_main
 
         device_main(rest)
+    elif args.command == "alignment":
+        from .alignment import main as alignment_main
+
+        alignment_main(rest)
     elif args.command == "oracles":
         from seqtree.oracles.bench import main as oracles_main
 

@@ -6,7 +6,7 @@ empty, so an eager forward pass runs at the pace at which the host launches its 
 the 85M-parameter seqtree transformer under bf16 autocast at 59 rows of 256 tokens, the eager pass took about 17 ms
 inside DTS* against 12 ms for the same pass with the queue full. A graph launches the whole pass at once.
 
-How: rows are padded up to a bucket (multiples of 8 up to 64, of 32 up to 256, of 128 up to 1024), and each
+How: rows are padded up to a bucket (multiples of 8 up to 256, of 64 up to 1024), and each
 (bucket, length, time given) gets one graph, captured on first use from a shared memory pool. Padding rows are
 copies of the first row; every row of the network is computed independently, so the real rows' logits do not
 depend on them. Calls outside what a graph can replay run eagerly: on another device, with autograd on, in
@@ -25,18 +25,30 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from seqtree.device import AutocastDenoiser
+
 MAX_BUCKET = 1024
 MAX_OUTPUT_BYTES = 1 << 30  # one graph's static logits
 MAX_TOTAL_OUTPUT_BYTES = 4 << 30  # all graphs' static logits together (many lengths: prompts of many sizes)
 
 
 def bucket_rows(rows: int) -> int | None:
-    """The padded row count a graph is captured for: multiples of 8 up to 64, of 32 up to 256, of 128 up to 1024
-    (at most an eighth of the rows are padding above 64); None beyond 1024 (a GPU-bound call: eager)."""
-    for limit, step in ((64, 8), (256, 32), (MAX_BUCKET, 128)):
+    """The padded row count a graph is captured for: multiples of 8 up to 256, of 64 up to 1024 (at most 7 padding
+    rows up to 256, 63 above: padding rows cost as much as real ones once a pass fills the GPU; an H200 run with
+    multiples of 32 above 64 padded MCTS's calls of about 105 rows to 128 and ran slower than eager passes); None
+    beyond 1024 (a GPU-bound call: eager)."""
+    for limit, step in ((256, 8), (MAX_BUCKET, 64)):
         if rows <= limit:
             return max(step, -(-rows // step) * step)
     return None
+
+
+def network_of(denoiser: nn.Module) -> nn.Module:
+    """The network under any precision wrappers: its ``training`` flag says whether calls are training calls (an
+    :class:`AutocastDenoiser` is created in training mode and never switched, so its own flag says nothing)."""
+    while isinstance(denoiser, AutocastDenoiser):
+        denoiser = denoiser.inner
+    return denoiser
 
 
 @dataclass
@@ -55,6 +67,7 @@ class GraphedDenoiser(nn.Module):
     def __init__(self, inner: nn.Module, max_output_bytes: int = MAX_OUTPUT_BYTES) -> None:
         super().__init__()
         self.inner = inner
+        self.network = network_of(inner)
         self.max_output_bytes = max_output_bytes
         self.graphs: dict[tuple[int, int, bool], _Graph] = {}
         self.pool = None
@@ -75,7 +88,7 @@ class GraphedDenoiser(nn.Module):
             or not tokens.is_cuda
             or torch.is_grad_enabled()
             or torch.is_inference_mode_enabled()  # static buffers made here could not be written outside it
-            or self.inner.training
+            or self.network.training  # the network's flag: a precision wrapper's own never changes
         ):
             return self.inner(tokens, t)
         self._drop_if_weights_moved()

@@ -286,8 +286,9 @@ def run_prompts(
             run_dir, recipe, prepared, run.batcher.count, seconds, previous, interrupted=stop.requested,
             signal_name=stop.signal_name,
         )  # fmt: skip
-    if errors:
-        item, error = errors[0]
+    if errors:  # the earliest prompt's error, whichever thread raised first
+        order = {p.id: k for k, p in enumerate(prepared.prompts)}
+        item, error = min(errors, key=lambda pair: order[pair[0].id])
         if not resume and not summary["prompts_done"] and not summary["prompts_interrupted"]:
             _remove_unstarted(run_dir)
         if isinstance(error, ValueError):  # bad input (an oracle's wrong shape, a refused sequence): one line

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from seqtree.cuda_graphs import GraphedDenoiser, bucket_rows
+from seqtree.device import AutocastDenoiser
 from seqtree.models.loading import load_model
 from seqtree.search import result as result_module
 from seqtree.search.result import first_copies, row_groups
@@ -18,12 +19,22 @@ from seqtree.search.result import first_copies, row_groups
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-def test_rows_are_padded_to_buckets_of_at_most_an_eighth_of_padding_above_64():
-    assert [bucket_rows(n) for n in (1, 8, 9, 59, 64, 65, 96, 97, 256, 257, 1000, 1024)] == [
-        8, 8, 16, 64, 64, 96, 96, 128, 256, 384, 1024, 1024]  # fmt: skip
+def test_rows_are_padded_to_buckets_of_at_most_7_padding_rows_up_to_256_and_63_above():
+    assert [bucket_rows(n) for n in (1, 8, 9, 59, 64, 65, 100, 105, 256, 257, 1000, 1024)] == [
+        8, 8, 16, 64, 64, 72, 104, 112, 256, 320, 1024, 1024]  # fmt: skip
     assert bucket_rows(1025) is None
-    for rows in range(65, 1025):
-        assert rows <= bucket_rows(rows) < rows * 1.5
+    for rows in range(1, 1025):
+        assert 0 <= bucket_rows(rows) - rows <= (7 if rows <= 256 else 63)
+
+
+def test_training_calls_are_told_by_the_network_under_the_precision_wrapper():
+    """bf16 wraps the network in an AutocastDenoiser, created in training mode and never switched: reading the
+    wrapper's flag made every bf16 call a training call, run eagerly (found on an H200: no graph was captured)."""
+    network = nn.Linear(2, 2).eval()
+    graphed = GraphedDenoiser(AutocastDenoiser(network, "bf16"))
+    assert graphed.network is network and graphed.inner.training and not graphed.network.training
+    network.train()
+    assert graphed.network.training
 
 
 def _exact_groups(rows: torch.Tensor) -> list[int]:
@@ -69,18 +80,19 @@ def test_graph_replays_match_the_eager_network_for_every_row_count(precision):
     graphed = model.inference_denoiser
     assert isinstance(graphed, GraphedDenoiser) and model.inference_denoiser is graphed  # kept, with its graphs
     eager = graphed.inner
+    vocabulary = eager.config.vocab_size
     generator = torch.Generator(device="cuda").manual_seed(0)
     tolerance = 1e-4 if precision == "fp32" else 5e-2
     with torch.no_grad():
         for rows in (1, 5, 8, 59, 64, 100):
-            tokens = torch.randint(4, 8, (rows, 40), generator=generator, device="cuda")
+            tokens = torch.randint(2, vocabulary, (rows, 40), generator=generator, device="cuda")  # bases
             tokens[:, ::3] = model.diffusion.mask_id
             t = torch.rand(rows, generator=generator, device="cuda")
             replayed = graphed(tokens, t)
             again = graphed(tokens, t)
             assert torch.equal(replayed, again)  # a replay is deterministic
             assert torch.allclose(replayed, eager(tokens, t), atol=tolerance, rtol=0)
-    assert {key[0] for key in graphed.graphs} == {8, 64, 128}
+    assert {key[0] for key in graphed.graphs} == {8, 64, 104}
 
 
 @CUDA
@@ -114,7 +126,7 @@ class _HostBranch(nn.Module):
 
 @CUDA
 def test_a_network_that_cannot_be_captured_runs_eagerly_with_a_warning():
-    graphed = GraphedDenoiser(_HostBranch().cuda())
+    graphed = GraphedDenoiser(_HostBranch().cuda().eval())
     tokens = torch.randint(0, 9, (3, 7), device="cuda")
     with torch.no_grad(), pytest.warns(RuntimeWarning, match="CUDA graph capture"):
         out = graphed(tokens, torch.ones(3, device="cuda"))

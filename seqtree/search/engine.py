@@ -162,7 +162,7 @@ class Engine:
             self.meter.halt(STOP_NFE)
             order = order[: int(left)]
             allowed = torch.zeros(first.shape[0], dtype=torch.bool, device=x.device)
-            allowed[order] = True
+            allowed.index_fill_(0, order, True)
             kept = allowed[inverse]
         if order.numel() == 0:
             return None, kept
@@ -227,8 +227,8 @@ class Engine:
             if fresh.shape[0] != rows.shape[0]:
                 rows = rows[kept]
             cache[rows] = fresh
-            valid[rows] = True
-            exact[rows] = True
+            valid.index_fill_(0, rows, True)  # a scalar fill: no host-to-device copy of the value (a sync on CUDA)
+            exact.index_fill_(0, rows, True)
 
         for j in range(width):
             k = k_from + j
@@ -250,7 +250,7 @@ class Engine:
             lp[idx, ks] = step.log_prob
             lpm[idx, ks] = step.log_prob_model
             valid[idx] &= step.num_unmasked == 0
-            exact[idx] = False
+            exact.index_fill_(0, idx, False)
 
         final = None
         if final_log_probs:
