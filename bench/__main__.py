@@ -22,6 +22,21 @@ from pathlib import Path
 from seqtree.device import set_threads
 
 
+def unknown_algorithms(names: list[str]) -> str | None:
+    """The error for ``--algorithms`` names that are not registered algorithms, or None. ``--algorithms`` takes
+    every word after it, so recipe files named after it land there: say so, rather than "unknown algorithm"."""
+    from seqtree.search.registry import ALGORITHMS
+
+    unknown = [name for name in names if name not in ALGORITHMS and name != "all"]
+    if not unknown:
+        return None
+    files = [name for name in unknown if name.endswith((".yaml", ".yml")) or Path(name).exists()]
+    if files:
+        return (f"--algorithms: {', '.join(files)} is a recipe file, not an algorithm; name the recipe files before "
+                "--algorithms (or end its list with --)")  # fmt: skip
+    return f"--algorithms: unknown {', '.join(unknown)} (known: all, {', '.join(ALGORITHMS)})"
+
+
 def main(argv: list[str] | None = None, prog: str = "python -m bench") -> None:
     formatter = argparse.RawDescriptionHelpFormatter  # the command table above as written
     parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=formatter)
@@ -144,6 +159,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m bench") -> None:
         from .recipes import against_sampling
         from .recipes import run as run_recipes
 
+        if args.algorithms:
+            problem = unknown_algorithms(args.algorithms)
+            if problem:
+                parser.error(problem)
         paths = args.recipes or sorted(Path("recipes").glob("*.yaml"))
         if not paths:
             parser.error("no recipes/*.yaml under the current directory: name the recipe files")

@@ -133,3 +133,16 @@ def test_the_search_benchmark_and_the_tests_share_one_copy_of_the_toys():
     toys, problem, denoiser, target, alpha = _toy()
     assert toys is seqtree.testing and isinstance(denoiser, seqtree.testing.ExactJointDenoiser)
     assert math.isclose(float(target.sum()), 1.0)
+
+
+def test_bench_recipes_names_a_recipe_file_given_after_algorithms(capsys):
+    """``--algorithms`` takes every word after it: a recipe file named there used to be run as an algorithm."""
+    from seqtree.bench.__main__ import main
+
+    for argv, expected in (
+        (["remask", "recipes/dna.yaml"], "recipes/dna.yaml is a recipe file, not an algorithm"),
+        (["remaskk"], "unknown remaskk (known: all, "),
+    ):
+        with pytest.raises(SystemExit) as stopped:
+            main(["recipes", "--out", "unused", "--against-sampling", "--algorithms", *argv])
+        assert stopped.value.code == 2 and expected in capsys.readouterr().err
