@@ -58,6 +58,7 @@ def test_equal_rows_share_a_group_and_different_rows_never_do(monkeypatch, colli
     rows = torch.randint(0, 3, (200, 5), generator=generator)  # 243 possible rows: many repeats
     group, first = row_groups(rows)
     assert _relabel(group) == _exact_groups(rows)
+    assert sorted(set(group.tolist())) == list(range(len(first)))  # ids 0..G-1, one first row each
     assert torch.equal(rows[first[group]], rows)
     assert torch.equal(first_copies(rows), torch.tensor(sorted(set(first.tolist()))))
 

@@ -117,14 +117,23 @@ def row_groups(rows: Tensor) -> tuple[Tensor, Tensor]:
     One sort of N numbers (a fixed random projection of each row) instead of a sort of N rows of L columns: on a GPU
     ``torch.unique(dim=0)`` costs about 1 ms of host and device time per call at 64 rows of 257 (issue 13). The
     grouping is then checked exactly against the rows; different rows with the same projection (improbable) fall
-    back to the sort of whole rows, so the answer never depends on the projection."""
+    back to the sort of whole rows, so the answer never depends on the projection. The number of groups and the
+    check's outcome are read from the device together: one synchronisation (``torch.unique`` plus the check took
+    two)."""
+    n = rows.shape[0]
     hashed = (rows.long() * _projection(rows.shape[1], rows.device)).sum(-1)
-    values, group = torch.unique(hashed, return_inverse=True)
-    first = _first_index(group, values.shape[0])
-    if not bool((rows == rows[first[group]]).all()):
+    ordered, order = hashed.sort(stable=True)
+    starts = torch.ones(n, dtype=torch.bool, device=rows.device)
+    starts[1:] = ordered[1:] != ordered[:-1]
+    ranks = starts.cumsum(0) - 1  # group ids in increasing projection order, as torch.unique numbers them
+    group = torch.empty_like(ranks).scatter_(0, order, ranks)
+    first = _first_index(group, n)  # groups beyond the last hold n
+    exact = (rows == rows[first[group]]).all()
+    groups, exact = torch.stack((ranks[-1] + 1, exact.long())).tolist()  # the call's one wait for the device
+    if not exact:
         values, group = torch.unique(rows, dim=0, return_inverse=True)
-        first = _first_index(group, values.shape[0])
-    return group, first
+        return group, _first_index(group, values.shape[0])
+    return group, first[:groups]
 
 
 def _first_index(group: Tensor, groups: int) -> Tensor:
