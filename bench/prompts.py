@@ -291,8 +291,10 @@ def finetune(recipe: Path, out: Path, *, rounds: int, overrides: list[str] | Non
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "prompts_finetune.csv", index=False)
     cfg, samples = parsed.finetune, parsed.finetune.eval_samples
+    source = (parsed.search.algorithm if cfg.buffer_from == "search"
+              else "the on-policy baseline (plain samples of the policy, best-of-N)")  # fmt: skip
     lines = [
-        f"{parsed.name}: {parsed.model.name}, {parsed.search.algorithm} at {parsed.budget.nfe} NFE per prompt per "
+        f"{parsed.name}: {parsed.model.name}, {source} at {parsed.budget.nfe} NFE per prompt per "
         f"round, alpha {cfg.alpha}, {cfg.steps_per_round} WDCE steps per round at learning rate {cfg.lr}; "
         f"{samples} plain samples per prompt, means over prompts (round 0: the pretrained model)",
         "",
