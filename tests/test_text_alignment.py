@@ -5,7 +5,9 @@ The statistic, per seed: the mean over 4 prompts of kjv-15.txt (0, 3, 6, 9; 20-t
 a branch point every 2) of the best VADER reward each search found within 192 NFE, DTS* minus best-of-N. Both arms
 run on the same seeds; best-of-N draws one sample at a time (``bench.alignment.arm_params``).
 
-Derivation, from ``python -m bench alignment --seeds 32 --out DIR`` (seeds 0-31; 2,379 s on this 2-core machine):
+Derivation, from 32 seeds (0-31) of the searches ``python -m bench alignment --seeds 32 --out DIR`` runs (2,379 s on
+this 2-core machine; measured with that module's predecessor script, the same harness, arms and seeds; the reward-
+blind arm rerun through the module reproduced its seeds 0-7 exactly):
 
 ===========================  =====================  ========  ==================
 arm against best-of-N        mean difference (sd)   ahead on  5th percentile
