@@ -11,7 +11,7 @@
 ``seqtree bench prompts RECIPE --out DIR``     many-prompt alignment: reward and fluency against NFE per algorithm,
     the NFE to match best-of-N; ``--finetune-rounds R``: search + fine-tuning rounds on the same prompts
 ``seqtree bench alignment --out DIR``          DTS* against best-of-N at equal NFE per seed (text-small, VADER):
-    the measurement behind tests/test_text_alignment.py
+    the measurement behind tests/test_alignment_text.py
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """DTS* against best-of-N at equal NFE on text-small and VADER: the measurement behind issue 15's alignment test
-(``tests/test_text_alignment.py``), and the table its margin is derived from.
+(``tests/test_alignment_text.py``), and the table its margin is derived from.
 
 ``python -m bench alignment --seeds 32 --out DIR`` runs, for each seed and each of the test's prompts, the test's
 DTS*, best-of-N, and two arms that must not beat best-of-N: a reward-blind DTS* (the same tree with a UCT bonus so
