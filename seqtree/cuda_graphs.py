@@ -67,13 +67,18 @@ class GraphedDenoiser(nn.Module):
     def __init__(self, inner: nn.Module, max_output_bytes: int = MAX_OUTPUT_BYTES) -> None:
         super().__init__()
         self.inner = inner
-        self.network = network_of(inner)
         self.max_output_bytes = max_output_bytes
         self.graphs: dict[tuple[int, int, bool], _Graph] = {}
         self.pool = None
         self.weights_at: tuple[int, ...] = ()
         self.failed = False
         self.output_bytes = 0
+
+    @property
+    def network(self) -> nn.Module:
+        """The wrapped network itself (a property, not a second registered child: its weights appear once in
+        ``state_dict`` and ``parameters``)."""
+        return network_of(self.inner)
 
     @property
     def config(self):

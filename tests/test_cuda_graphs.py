@@ -35,6 +35,7 @@ def test_training_calls_are_told_by_the_network_under_the_precision_wrapper():
     assert graphed.network is network and graphed.inner.training and not graphed.network.training
     network.train()
     assert graphed.network.training
+    assert list(graphed.state_dict()) == ["inner.inner.weight", "inner.inner.bias"]  # the weights appear once
 
 
 def _exact_groups(rows: torch.Tensor) -> list[int]:
