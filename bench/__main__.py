@@ -139,9 +139,14 @@ def main(argv: list[str] | None = None, prog: str = "python -m bench") -> None:
     prompts.add_argument("--out", type=Path, required=True, help="directory for the runs and the tables")
     prompts.add_argument(
         "--algorithms", nargs="+", default=["dts_star", "mcts", "smc", "best_of_n"], metavar="NAME",
-        help="algorithms at their defaults, best_of_n among them ('none': only --finetune-rounds)",
+        help="algorithms at their defaults, best_of_n among them; 'recipe': the recipe's own search section ('none': "
+        "only --finetune-rounds)",
     )  # fmt: skip
     prompts.add_argument("--budgets", nargs="+", type=int, default=[100, 500], help="NFE per prompt of each run")
+    prompts.add_argument(
+        "--baseline-budgets", nargs="+", type=int, default=[], metavar="NFE",
+        help="further budgets for best_of_n alone: the reward to match is best-of-N's at its largest",
+    )  # fmt: skip
     prompts.add_argument("--seeds", nargs="+", type=int, default=[0, 1], help="seeds (recipe seed = 1000 x seed)")
     prompts.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                          help="recipe override applied to every run (repeatable)")  # fmt: skip
@@ -237,7 +242,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m bench") -> None:
         try:
             if algorithms:
                 run_prompts(args.recipe, args.out, algorithms=algorithms, budgets=args.budgets, seeds=args.seeds,
-                            overrides=args.overrides)  # fmt: skip
+                            overrides=args.overrides, baseline_budgets=args.baseline_budgets)  # fmt: skip
             if args.finetune_rounds is not None:
                 prompts_finetune(args.recipe, args.out, rounds=args.finetune_rounds, overrides=args.overrides)
         except ValueError as error:

@@ -11,7 +11,8 @@ benchmark continues where it stopped.
 Protocol:
 
 - every algorithm runs at its own defaults (``search: {algorithm: NAME}``: the registry's parameters, as their
-  authors set them), except best-of-N, which draws as many samples as the budget allows in batches of 64; the
+  authors set them), except best-of-N, which draws as many samples as the budget allows in batches of 64, and the
+  arm ``recipe``, which runs the recipe's own ``search:`` section (a search tuned for the recipe); the
   ``budget.nfe`` of a run is per prompt (each prompt's search gets that many denoiser rows), with no time or
   oracle-call limit; ``--set`` overrides apply to every run alike;
 - seed ``s`` runs the recipe with ``seed: 1000 s`` (prompt i is searched with seed 1000 s + i);
@@ -20,15 +21,16 @@ Protocol:
   (``completions_per_prompt`` of them; minus bits per byte) and that of its best completion, averaged over prompts;
   also oracle calls and the fluency model's rows (counted apart from NFE) and wall seconds;
 - per algorithm and budget: the mean over seeds and its standard error (sample standard deviation / sqrt(seeds));
-- the NFE to match: best-of-N's mean reward at its largest budget is the target; for each algorithm, the smallest
+- the NFE to match: best-of-N's mean reward at its largest budget is the target (``--baseline-budgets``: budgets
+  run for best-of-N alone, so that the target can lie beyond the others' budgets); for each algorithm, the smallest
   budget whose runs' mean reward reaches it and, for the algorithms whose every scored sequence is a design they
   can return (best-of-N's samples, DTS*'s tree terminals, MCTS's rollout archive: :data:`CURVE_IS_RETURNED`), the
   first NFE at which the mean over seeds of the anytime curve (each prompt's best reward so far, averaged over
-  prompts, counted only once every prompt has scored; the runs at the largest budget) reaches it. SMC's curve also
-  counts the denoiser's argmax predictions it scores for FK's potentials at every branch point, which it never
-  returns, and one SMC pass is sized to the whole budget, so only its budget runs count. The smaller value is
-  ``nfe_to_match``; ``fraction_of_bon`` divides it by best-of-N's largest budget (issue 15's target for DTS*: 1/5
-  or less, with fluency no worse than best-of-N's).
+  prompts, counted only once every prompt has scored; the algorithm's runs at its largest budget) reaches it.
+  SMC's curve also counts the denoiser's argmax predictions it scores for FK's potentials at every branch point,
+  which it never returns, and one SMC pass is sized to the whole budget, so only its budget runs count. The smaller
+  value is ``nfe_to_match``; ``fraction_of_bon`` divides it by best-of-N's largest budget (issue 15's target for
+  DTS*: 1/5 or less, with fluency no worse than best-of-N's).
 
 Writes ``prompts_bench.csv`` (one row per algorithm and budget), ``prompts_runs.csv`` (one row per run),
 ``prompts_curves.csv`` (the mean anytime curves), ``prompts_bench.md`` (the markdown tables) and ``prompts_bench.png``.
@@ -50,14 +52,23 @@ import numpy as np
 import pandas as pd
 
 BEST_OF_N = "{algorithm: best_of_n, batch_size: 64, num_samples: 10000000}"
+RECIPE_ARM = "recipe"  # the recipe's own search section, as shipped (a tuned search, against the baseline)
 SEED_STRIDE = 1000
 CURVE_IS_RETURNED = frozenset({"best_of_n", "dts_star", "mcts"})  # the best scored sequence is among the designs
 GRID_POINTS = 201
 
 
-def search_override(algorithm: str) -> str:
-    """The ``search=`` override of an algorithm at its defaults (best-of-N: as many samples as the budget allows)."""
-    return f"search={BEST_OF_N}" if algorithm == "best_of_n" else f"search={{algorithm: {algorithm}}}"
+def search_override(algorithm: str) -> list[str]:
+    """The ``search=`` override of an algorithm at its defaults (best-of-N: as many samples as the budget allows;
+    the recipe arm: none, the recipe's own search)."""
+    if algorithm == RECIPE_ARM:
+        return []
+    return [f"search={BEST_OF_N}" if algorithm == "best_of_n" else f"search={{algorithm: {algorithm}}}"]
+
+
+def arm_algorithm(algorithm: str, recipe) -> str:
+    """The registry algorithm an arm runs (the recipe arm: the recipe's)."""
+    return recipe.search.algorithm if algorithm == RECIPE_ARM else algorithm
 
 
 def run(
@@ -68,23 +79,27 @@ def run(
     budgets: list[int],
     seeds: list[int],
     overrides: list[str] | None = None,
+    baseline_budgets: list[int] | None = None,
 ) -> pd.DataFrame:
-    """Run (or reuse) every (algorithm, budget, seed) and write the tables (module docstring)."""
+    """Run (or reuse) every (algorithm, budget, seed) and write the tables (module docstring).
+    ``baseline_budgets``: further budgets for best-of-N alone (a larger baseline budget to match)."""
     from seqtree.recipe import load_design_recipe
     from seqtree.search.registry import ALGORITHMS
 
-    unknown = [a for a in algorithms if a not in ALGORITHMS]
+    unknown = [a for a in algorithms if a not in ALGORITHMS and a != RECIPE_ARM]
     if unknown:
-        raise ValueError(f"--algorithms: unknown {', '.join(unknown)} (known: {', '.join(ALGORITHMS)})")
+        raise ValueError(f"--algorithms: unknown {', '.join(unknown)} (known: {', '.join(ALGORITHMS)}, "
+                         f"{RECIPE_ARM})")  # fmt: skip
     if "best_of_n" not in algorithms:
         raise ValueError("--algorithms: best_of_n is the baseline every other algorithm is compared with; name it")
     shipped = load_design_recipe(recipe, list(overrides or []))
     if shipped.design.prompts_file is None:
         raise ValueError(f"{recipe}: not a prompts recipe (design.prompts_file is not set)")
     budgets = sorted(set(budgets))
+    baseline = sorted(set(budgets) | set(baseline_budgets or []))
     rows = []
     for algorithm in algorithms:
-        for budget in budgets:
+        for budget in baseline if algorithm == "best_of_n" else budgets:
             for seed in seeds:
                 rows.append(_one_run(recipe, out, algorithm, budget, seed, list(overrides or [])))
                 print(json.dumps({k: rows[-1][k] for k in ("algorithm", "nfe_budget", "seed", "reward",
@@ -92,9 +107,9 @@ def run(
     runs = pd.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True)
     runs.drop(columns=["curve"]).to_csv(out / "prompts_runs.csv", index=False)
-    curves = _mean_curves(runs, budgets[-1])
+    curves = _mean_curves(runs)
     curves.to_csv(out / "prompts_curves.csv", index=False)
-    table = summarize(runs, curves, budgets)
+    table = summarize(runs, curves, shipped)
     table.to_csv(out / "prompts_bench.csv", index=False)
     (out / "prompts_bench.md").write_text(markdown(table, shipped, seeds))
     _plot(out / "prompts_bench.png", table, curves, shipped.name)
@@ -111,7 +126,7 @@ def _one_run(recipe: Path, out: Path, algorithm: str, budget: int, seed: int, ov
     summary_path = folder / "summary.json"
     finished = summary_path.is_file() and not json.loads(summary_path.read_text()).get("interrupted")
     if not finished:
-        settings = [*overrides, search_override(algorithm), f"budget.nfe={budget}", "budget.seconds=null",
+        settings = [*overrides, *search_override(algorithm), f"budget.nfe={budget}", "budget.seconds=null",
                     "budget.oracle_calls=null", f"seed={SEED_STRIDE * seed}"]  # fmt: skip
         parsed = load_design_recipe(recipe, settings)
         tic = time.perf_counter()
@@ -149,12 +164,13 @@ def best_by(curves: pd.DataFrame, grid: np.ndarray) -> np.ndarray:
     return np.mean(values, axis=0) if values else np.full(len(grid), -np.inf)
 
 
-def _mean_curves(runs: pd.DataFrame, budget: int) -> pd.DataFrame:
-    """Per algorithm, the mean over seeds of :func:`best_by` for the runs at ``budget`` (the largest)."""
-    grid = np.linspace(0, budget, GRID_POINTS)
+def _mean_curves(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per algorithm, the mean over seeds of :func:`best_by` for its runs at its largest budget."""
     frames = []
-    for algorithm, group in runs[runs["nfe_budget"] == budget].groupby("algorithm", sort=False):
-        curves = np.array([best_by(c, grid) for c in group["curve"]])
+    for algorithm, group in runs.groupby("algorithm", sort=False):
+        largest = group["nfe_budget"].max()
+        grid = np.linspace(0, largest, GRID_POINTS)
+        curves = np.array([best_by(c, grid) for c in group[group["nfe_budget"] == largest]["curve"]])
         frames.append(pd.DataFrame({"algorithm": algorithm, "nfe": grid, "reward": curves.mean(0)}))
     return pd.concat(frames, ignore_index=True)
 
@@ -163,10 +179,10 @@ def _se(values: pd.Series) -> float:
     return float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.nan
 
 
-def summarize(runs: pd.DataFrame, curves: pd.DataFrame, budgets: list[int]) -> pd.DataFrame:
+def summarize(runs: pd.DataFrame, curves: pd.DataFrame, recipe) -> pd.DataFrame:
     """One row per algorithm and budget: means and standard errors over seeds, and the NFE to match best-of-N's
     mean reward at its largest budget (module docstring)."""
-    largest = budgets[-1]
+    largest = int(runs[runs["algorithm"] == "best_of_n"]["nfe_budget"].max())
     target = float(runs[(runs["algorithm"] == "best_of_n") & (runs["nfe_budget"] == largest)]["reward"].mean())
     rows = []
     for (algorithm, budget), group in runs.groupby(["algorithm", "nfe_budget"], sort=False):
@@ -182,10 +198,12 @@ def summarize(runs: pd.DataFrame, curves: pd.DataFrame, budgets: list[int]) -> p
         })  # fmt: skip
     table = pd.DataFrame(rows)
     match = {}
+    returned = {a: arm_algorithm(a, recipe) in CURVE_IS_RETURNED for a in table["algorithm"].unique()}
+    table["curve_returned"] = table["algorithm"].map(returned)
     for algorithm in table["algorithm"].unique():
         curve = curves[curves["algorithm"] == algorithm]
         reached = curve["nfe"][curve["reward"] >= target - 1e-12]
-        by_curve = float(reached.iloc[0]) if len(reached) and algorithm in CURVE_IS_RETURNED else math.nan
+        by_curve = float(reached.iloc[0]) if len(reached) and returned[algorithm] else math.nan
         mine = table[(table["algorithm"] == algorithm) & (table["reward"] >= target - 1e-12)]
         by_budget = float(mine["nfe_budget"].min()) if len(mine) else math.nan
         found = [v for v in (by_curve, by_budget) if not math.isnan(v)]
@@ -221,7 +239,7 @@ def markdown(table: pd.DataFrame, recipe, seeds: list[int]) -> str:
             f"{_fmt(row.fluency, row.fluency_se, 2)} | {_fmt(row.best_fluency, row.best_fluency_se, 2)} | "
             f"{_fmt(row.distinct_2, None, 2)} | {row.oracle_calls:,.0f} | {row.fluency_rows:,.0f} | {row.seconds:.0f} |"
         )
-    largest = int(table["nfe_budget"].max())
+    largest = int(table[table["algorithm"] == "best_of_n"]["nfe_budget"].max())
     target = float(table["bon_target"].iloc[0])
     lines += [
         "",
@@ -253,7 +271,7 @@ def _plot(path: Path, table: pd.DataFrame, curves: pd.DataFrame, title: str) -> 
     for index, (algorithm, group) in enumerate(table.groupby("algorithm", sort=False)):
         color = f"C{index}"
         curve = curves[curves["algorithm"] == algorithm]
-        shown = np.isfinite(curve["reward"]) & (algorithm in CURVE_IS_RETURNED)
+        shown = np.isfinite(curve["reward"]) & bool(group["curve_returned"].iloc[0])
         axes[0].plot(curve["nfe"][shown], curve["reward"][shown], color=color, alpha=0.5)
         axes[0].errorbar(group["nfe_budget"], group["reward"], yerr=group["reward_se"], fmt="o", color=color,
                          label=algorithm, capsize=3)  # fmt: skip

@@ -97,9 +97,11 @@ def check_log_probs(log_probs: Tensor, denoiser, t: Tensor, steps: Tensor | None
     """Refuse a clean-token distribution with NaN in it (NaN or +inf logits, or no finite logit at a masked
     position) with an error naming the model and the step, instead of a crash inside ``torch.multinomial``
     (issue 14: ESM-2's token dropout on a fully masked row without its frame divides by zero)."""
-    broken = torch.isnan(log_probs).flatten(1).any(-1)  # [B]
-    if not bool(broken.any()):
+    # One reduction first: log-probabilities are finite or -inf, so their sum is NaN exactly when one of them is
+    # (a boolean [B, L, V] isnan costs as much as the SUBS rule itself); rows are looked for only then.
+    if not bool(torch.isnan(log_probs.sum())):
         return
+    broken = torch.isnan(log_probs).flatten(1).any(-1)  # [B]
     rows = broken.nonzero().squeeze(1)
     times = sorted({round(float(v), 4) for v in t[rows].tolist()})
     where = "" if steps is None else f" at reverse step(s) {sorted(set(steps[rows].tolist()))[:4]}"
@@ -143,13 +145,13 @@ class MaskedDiffusion:
         for token in forbidden_ids:
             forbidden[token] = True
         self.forbidden = forbidden  # [V]
-        self._forbidden_on: dict[torch.device, Tensor] = {}  # one copy per device, not a transfer per call
+        self._forbidden_ids_on: dict[torch.device, Tensor] = {}  # one copy per device, not a transfer per call
 
-    def forbidden_on(self, device: torch.device) -> Tensor:
-        """The forbidden ids [V] as a tensor on ``device`` (copied there once)."""
-        if device not in self._forbidden_on:
-            self._forbidden_on[device] = self.forbidden.to(device)
-        return self._forbidden_on[device]
+    def forbidden_ids_on(self, device: torch.device) -> Tensor:
+        """The forbidden ids, Long[F], as a tensor on ``device`` (copied there once)."""
+        if device not in self._forbidden_ids_on:
+            self._forbidden_ids_on[device] = self.forbidden.nonzero().squeeze(1).to(device)
+        return self._forbidden_ids_on[device]
 
     @classmethod
     def for_tokenizer(
@@ -189,11 +191,18 @@ class MaskedDiffusion:
         logits: [B, L, V'] with V' >= V (extra columns are dropped); x_t: [B, L] -> [B, L, V] float32.
         """
         logits = logits[..., : self.vocab_size].float()
-        logits = logits.masked_fill(self.forbidden_on(logits.device), float("-inf"))
+        # By index, not by a broadcast [V] mask: the same values, in a copy plus a few columns (a masked_fill
+        # broadcast over [B, L, V] costs as much as the log_softmax).
+        logits = logits.index_fill(-1, self.forbidden_ids_on(logits.device), float("-inf"))
         log_probs = logits.log_softmax(-1)
+        # Unmasked rows become one-hot in place (two passes over [B, L, V], not four): the scatter writes 0 at an
+        # unmasked position's own token and -inf at a masked position's mask id, which the forbidden ids hold anyway.
         unmasked = (x_t != self.mask_id).unsqueeze(-1)
-        copied = torch.full_like(log_probs, float("-inf")).scatter(-1, x_t.unsqueeze(-1), 0.0)
-        return torch.where(unmasked, copied, log_probs)
+        if log_probs.requires_grad:  # training: log_softmax's backward reads its output, which must stay as it is
+            log_probs = log_probs.masked_fill(unmasked, float("-inf"))
+        else:
+            log_probs.masked_fill_(unmasked, float("-inf"))
+        return log_probs.scatter_(-1, x_t.unsqueeze(-1), torch.where(unmasked, 0.0, float("-inf")))
 
     def denoise(self, denoiser: Denoiser, x_t: Tensor, t: Tensor) -> Tensor:
         """One denoiser call followed by the SUBS rule: log p_theta(x_0 | x_t), [B, L, V]. Costs B NFE."""

@@ -10,6 +10,20 @@ def pytest_configure(config):
     # Tests run tiny models: one thread avoids oversubscribing small CPUs and is faster for tiny ops.
     torch.set_num_threads(1)
 
+
+# The long modules whose tests share nothing costly (no module fixture beyond a cheap toy): their tests go to
+# whichever worker is free, so that the suite's two workers finish together rather than one waiting on a 100 s
+# file. Every other module runs on one worker, its module fixtures (a DDP run, a Ray cluster, a fine-tuning run)
+# built once (pyproject's ``--dist loadgroup``).
+SPREAD_ACROSS_WORKERS = {"test_checkpoints.py", "test_recipes.py", "test_search.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name not in SPREAD_ACROSS_WORKERS:
+            item.add_marker(pytest.mark.xdist_group(item.path.name))
+
+
 ESM_VOCAB = ["<cls>", "<pad>", "<eos>", "<unk>", *"LAGVSERTIDPKQNFYMHWCXBUZO", ".", "-", "<null_1>", "<mask>"]
 
 

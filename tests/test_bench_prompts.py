@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,9 @@ def test_best_by_averages_each_prompts_best_so_far_once_every_prompt_has_scored(
     assert got[3:].tolist() == pytest.approx([(0.5 + 0.2) / 2, (0.5 + 0.2) / 2, (0.5 + 0.9) / 2, (0.5 + 0.9) / 2])
 
 
+RECIPE = SimpleNamespace(search=SimpleNamespace(algorithm="dts_star"))  # what summarize reads of a recipe
+
+
 def _runs() -> tuple[pd.DataFrame, pd.DataFrame]:
     rows = []
     for algorithm, rewards in {"best_of_n": {100: 0.40, 500: 0.50}, "dts_star": {100: 0.52, 500: 0.60},
@@ -51,7 +55,7 @@ def _runs() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def test_nfe_to_match_reads_returned_designs_only_and_the_standard_error_is_over_seeds():
     runs, curves = _runs()
-    table = summarize(runs, curves, [100, 500]).set_index(["algorithm", "nfe_budget"])
+    table = summarize(runs, curves, RECIPE).set_index(["algorithm", "nfe_budget"])
     assert table["bon_target"].iloc[0] == pytest.approx(0.50)
     assert table.loc[("dts_star", 100), "reward_se"] == pytest.approx(0.01)  # std 0.01 * sqrt(2) over sqrt(2) seeds
     dts = table.loc[("dts_star", 100)]
@@ -61,6 +65,22 @@ def test_nfe_to_match_reads_returned_designs_only_and_the_standard_error_is_over
     assert math.isnan(smc["nfe_to_match_curve"]) and smc["nfe_to_match"] == 500
     bon = table.loc[("best_of_n", 500)]
     assert bon["nfe_to_match_curve"] == 500 and bon["fraction_of_bon"] == pytest.approx(1.0)
+
+
+def test_the_recipe_arm_reads_its_curve_as_its_algorithm_and_the_target_is_best_of_n_at_its_largest_budget():
+    runs, curves = _runs()
+    runs = runs[~((runs["algorithm"] == "dts_star") & (runs["nfe_budget"] == 500))]  # the tuned search: 100 only
+    runs["algorithm"] = runs["algorithm"].replace({"dts_star": "recipe"})
+    grid = np.linspace(0, 100, 6)  # each arm's curve spans its own largest budget
+    recipe_curve = pd.DataFrame({"algorithm": "recipe", "nfe": grid, "reward": [-np.inf, 0.3, 0.4, 0.5, 0.5, 0.52]})
+    curves = pd.concat([curves[curves["algorithm"] != "dts_star"], recipe_curve])
+    table = summarize(runs, curves, RECIPE).set_index(["algorithm", "nfe_budget"])
+    tuned = table.loc[("recipe", 100)]
+    assert tuned["bon_target"] == pytest.approx(0.50)  # best-of-N at 500, a budget the recipe arm never ran
+    assert tuned["nfe_to_match_curve"] == 60 and tuned["nfe_to_match"] == 60  # a DTS* recipe: its curve counts
+    assert tuned["fraction_of_bon"] == pytest.approx(60 / 500)
+    other = summarize(runs, curves, SimpleNamespace(search=SimpleNamespace(algorithm="smc")))
+    assert math.isnan(other.set_index("algorithm").loc["recipe", "nfe_to_match_curve"])  # an SMC recipe: budgets only
 
 
 def test_a_tiny_benchmark_writes_tables_that_agree_with_its_runs(tmp_path):
@@ -78,15 +98,16 @@ def test_a_tiny_benchmark_writes_tables_that_agree_with_its_runs(tmp_path):
     out = tmp_path / "out"
     result = subprocess.run(
         [sys.executable, "-m", "bench", "prompts", str(tmp_path / "r.yaml"), "--out", str(out), "--algorithms",
-         "dts_star", "best_of_n", "--budgets", "16", "32", "--seeds", "0", "1", "--finetune-rounds", "1",
-         "--threads", "1"],
+         "recipe", "best_of_n", "--budgets", "16", "--baseline-budgets", "32", "--seeds", "0", "1",
+         "--finetune-rounds", "1", "--threads", "1"],
         capture_output=True, text=True, timeout=600, cwd=ROOT,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     table = pd.read_csv(out / "prompts_bench.csv")
-    assert sorted(zip(table["algorithm"], table["nfe_budget"])) == [
-        ("best_of_n", 16), ("best_of_n", 32), ("dts_star", 16), ("dts_star", 32)
-    ]  # fmt: skip
+    assert sorted(zip(table["algorithm"], table["nfe_budget"])) == [("best_of_n", 16), ("best_of_n", 32),
+                                                                     ("recipe", 16)]  # fmt: skip
+    bon = table.set_index(["algorithm", "nfe_budget"])["reward"]
+    assert table["bon_target"].iloc[0] == pytest.approx(bon[("best_of_n", 32)])  # its largest budget's mean
     runs = pd.read_csv(out / "prompts_runs.csv")
     for row in runs.itertuples():
         folder = out / row.algorithm / f"nfe{row.nfe_budget}" / f"seed{row.seed}"
@@ -95,10 +116,11 @@ def test_a_tiny_benchmark_writes_tables_that_agree_with_its_runs(tmp_path):
         assert (prompts["nfe"] <= row.nfe_budget).all() and len(prompts) == 3
         recipe = (folder / "recipe.yaml").read_text()
         assert f"seed: {1000 * row.seed}\n" in recipe and f"nfe: {row.nfe_budget}\n" in recipe
+        assert ("leaves_per_iteration: 2\n" in recipe) == (row.algorithm == "recipe")  # the recipe's own search
     mean = runs.groupby(["algorithm", "nfe_budget"])["reward"].mean()
     for row in table.itertuples():
         assert row.reward == pytest.approx(mean[(row.algorithm, row.nfe_budget)], abs=1e-12)
-    assert "| dts_star | 16 |" in (out / "prompts_bench.md").read_text()
+    assert "| recipe | 16 |" in (out / "prompts_bench.md").read_text()
     tuned = pd.read_csv(out / "prompts_finetune.csv")
     metrics = pd.read_csv(out / "finetune" / "metrics.csv")
     assert tuned["round"].tolist() == [0, 1]

@@ -222,11 +222,14 @@ class Engine:
             alive[rows] &= kept
             if fresh is None:
                 return
-            if cache is None:
-                cache = fresh.new_zeros((batch, length, fresh.shape[-1]))
             if fresh.shape[0] != rows.shape[0]:
                 rows = rows[kept]
-            cache[rows] = fresh
+            if cache is None and rows.shape[0] == batch:  # every row, in order (nonzero sorts): no copy
+                cache = fresh
+            else:
+                if cache is None:
+                    cache = fresh.new_zeros((batch, length, fresh.shape[-1]))
+                cache[rows] = fresh
             valid.index_fill_(0, rows, True)  # a scalar fill: no host-to-device copy of the value (a sync on CUDA)
             exact.index_fill_(0, rows, True)
 
@@ -241,8 +244,9 @@ class Engine:
             if idx.numel() == 0:
                 continue
             ks = k[idx]
+            every = idx.shape[0] == batch  # every row steps: read the cache as it is, not a [B, L, V] copy
             step = p.diffusion.reverse_step(
-                cache[idx], x[idx], self.grid[ks], self.grid[ks + 1], generator=self.generator,
+                cache if every else cache[idx], x[idx], self.grid[ks], self.grid[ks + 1], generator=self.generator,
                 temperature=p.temperature, top_k=p.top_k, top_p=p.top_p,
             )  # fmt: skip
             unmask[idx] = torch.where(step.tokens != x[idx], ks.unsqueeze(1), unmask[idx])
@@ -466,8 +470,11 @@ class Engine:
             iterations=iterations,
             pareto_front=front,
             tree=tree,
-            extras={"denoiser_seconds": m.denoiser_seconds, "denoiser_calls": m.denoiser_calls,
-                    "floored_rewards": dict(self.floored)},
+            extras={
+                "denoiser_seconds": m.denoiser_seconds,
+                "denoiser_calls": m.denoiser_calls,
+                "floored_rewards": dict(self.floored),
+            },
         )
 
     def partial_designs(self, *states: PartialState) -> dict[str, Tensor]:
