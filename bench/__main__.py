@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m bench") -> None:
     prompts.add_argument("--budgets", nargs="+", type=int, default=[100, 500], help="NFE per prompt of each run")
     prompts.add_argument(
         "--baseline-budgets", nargs="+", type=int, default=[], metavar="NFE",
-        help="further budgets for best_of_n alone: the reward to match is best-of-N's at its largest",
+        help="best_of_n's budgets in place of --budgets: the reward to match is best-of-N's at its largest",
     )  # fmt: skip
     prompts.add_argument("--seeds", nargs="+", type=int, default=[0, 1], help="seeds (recipe seed = 1000 x seed)")
     prompts.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

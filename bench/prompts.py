@@ -21,16 +21,16 @@ Protocol:
   (``completions_per_prompt`` of them; minus bits per byte) and that of its best completion, averaged over prompts;
   also oracle calls and the fluency model's rows (counted apart from NFE) and wall seconds;
 - per algorithm and budget: the mean over seeds and its standard error (sample standard deviation / sqrt(seeds));
-- the NFE to match: best-of-N's mean reward at its largest budget is the target (``--baseline-budgets``: budgets
-  run for best-of-N alone, so that the target can lie beyond the others' budgets); for each algorithm, the smallest
-  budget whose runs' mean reward reaches it and, for the algorithms whose every scored sequence is a design they
-  can return (best-of-N's samples, DTS*'s tree terminals, MCTS's rollout archive: :data:`CURVE_IS_RETURNED`), the
-  first NFE at which the mean over seeds of the anytime curve (each prompt's best reward so far, averaged over
-  prompts, counted only once every prompt has scored; the algorithm's runs at its largest budget) reaches it.
-  SMC's curve also counts the denoiser's argmax predictions it scores for FK's potentials at every branch point,
-  which it never returns, and one SMC pass is sized to the whole budget, so only its budget runs count. The smaller
-  value is ``nfe_to_match``; ``fraction_of_bon`` divides it by best-of-N's largest budget (issue 15's target for
-  DTS*: 1/5 or less, with fluency no worse than best-of-N's).
+- the NFE to match: best-of-N's mean reward at its largest budget is the target (``--baseline-budgets``: best-of-N's
+  own budgets in place of ``--budgets``, so that the target can lie beyond the others' budgets); for each algorithm,
+  the smallest budget whose runs' mean reward reaches it and, for the algorithms whose every scored sequence is a
+  design they can return (best-of-N's samples, DTS*'s tree terminals, MCTS's rollout archive:
+  :data:`CURVE_IS_RETURNED`), the first NFE at which the mean over seeds of the anytime curve (each prompt's best
+  reward so far, averaged over prompts, counted only once every prompt has scored; the algorithm's runs at its largest
+  budget) reaches it. SMC's curve also counts the denoiser's argmax predictions it scores for FK's potentials at every
+  branch point, which it never returns, and one SMC pass is sized to the whole budget, so only its budget runs count.
+  The smaller value is ``nfe_to_match``; ``fraction_of_bon`` divides it by best-of-N's largest budget (issue 15's
+  target for DTS*: 1/5 or less, with fluency no worse than best-of-N's).
 
 Writes ``prompts_bench.csv`` (one row per algorithm and budget), ``prompts_runs.csv`` (one row per run),
 ``prompts_curves.csv`` (the mean anytime curves), ``prompts_bench.md`` (the markdown tables) and ``prompts_bench.png``.
@@ -82,7 +82,7 @@ def run(
     baseline_budgets: list[int] | None = None,
 ) -> pd.DataFrame:
     """Run (or reuse) every (algorithm, budget, seed) and write the tables (module docstring).
-    ``baseline_budgets``: further budgets for best-of-N alone (a larger baseline budget to match)."""
+    ``baseline_budgets``: best-of-N's own budgets, in place of ``budgets`` (a larger baseline budget to match)."""
     from seqtree.recipe import load_design_recipe
     from seqtree.search.registry import ALGORITHMS
 
@@ -96,7 +96,7 @@ def run(
     if shipped.design.prompts_file is None:
         raise ValueError(f"{recipe}: not a prompts recipe (design.prompts_file is not set)")
     budgets = sorted(set(budgets))
-    baseline = sorted(set(budgets) | set(baseline_budgets or []))
+    baseline = sorted(set(baseline_budgets or budgets))
     rows = []
     for algorithm in algorithms:
         for budget in baseline if algorithm == "best_of_n" else budgets:
@@ -124,11 +124,12 @@ def _one_run(recipe: Path, out: Path, algorithm: str, budget: int, seed: int, ov
 
     folder = out / algorithm / f"nfe{budget}" / f"seed{seed}"
     summary_path = folder / "summary.json"
+    settings = [*overrides, *search_override(algorithm), f"budget.nfe={budget}", "budget.seconds=null",
+                "budget.oracle_calls=null", f"seed={SEED_STRIDE * seed}"]  # fmt: skip
+    parsed = load_design_recipe(recipe, settings)
+    _refuse_another_recipe(folder, parsed)
     finished = summary_path.is_file() and not json.loads(summary_path.read_text()).get("interrupted")
     if not finished:
-        settings = [*overrides, *search_override(algorithm), f"budget.nfe={budget}", "budget.seconds=null",
-                    "budget.oracle_calls=null", f"seed={SEED_STRIDE * seed}"]  # fmt: skip
-        parsed = load_design_recipe(recipe, settings)
         tic = time.perf_counter()
         run_design(parsed, out=folder, resume=folder.exists())
         print(f"{algorithm} nfe {budget} seed {seed}: {time.perf_counter() - tic:.0f} s", flush=True)
@@ -149,6 +150,19 @@ def _one_run(recipe: Path, out: Path, algorithm: str, budget: int, seed: int, ov
         "fluency_rows": int(summary["fluency"]["rows"]), "forward_calls": int(summary["forward"]["calls"]),
         "seconds": float(summary["seconds"]), "curve": curves,
     }  # fmt: skip
+
+
+def _refuse_another_recipe(folder: Path, parsed) -> None:
+    """A run folder is reused only for the recipe it ran: an edited recipe (the ``recipe`` arm's search section
+    above all) or other ``--set`` overrides would otherwise be reported with the old run's figures."""
+    import yaml
+
+    stored = folder / "recipe.yaml"
+    if stored.is_file() and yaml.safe_load(stored.read_text()) != parsed.model_dump(mode="json"):
+        raise ValueError(
+            f"{folder} holds a run of another recipe than this benchmark would run there (the recipe file or --set "
+            "changed since); choose another --out, or remove that folder to run it again"
+        )
 
 
 def best_by(curves: pd.DataFrame, grid: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seqtree.bench.prompts import best_by, summarize
+from seqtree.bench.prompts import best_by, run, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ["And God said,", "The LORD is my shepherd;", "Blessed are the meek:"]
@@ -104,10 +104,9 @@ def test_a_tiny_benchmark_writes_tables_that_agree_with_its_runs(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     table = pd.read_csv(out / "prompts_bench.csv")
-    assert sorted(zip(table["algorithm"], table["nfe_budget"])) == [("best_of_n", 16), ("best_of_n", 32),
-                                                                     ("recipe", 16)]  # fmt: skip
+    assert sorted(zip(table["algorithm"], table["nfe_budget"])) == [("best_of_n", 32), ("recipe", 16)]
     bon = table.set_index(["algorithm", "nfe_budget"])["reward"]
-    assert table["bon_target"].iloc[0] == pytest.approx(bon[("best_of_n", 32)])  # its largest budget's mean
+    assert table["bon_target"].iloc[0] == pytest.approx(bon[("best_of_n", 32)])  # its own budget, not --budgets
     runs = pd.read_csv(out / "prompts_runs.csv")
     for row in runs.itertuples():
         folder = out / row.algorithm / f"nfe{row.nfe_budget}" / f"seed{row.seed}"
@@ -121,6 +120,11 @@ def test_a_tiny_benchmark_writes_tables_that_agree_with_its_runs(tmp_path):
     for row in table.itertuples():
         assert row.reward == pytest.approx(mean[(row.algorithm, row.nfe_budget)], abs=1e-12)
     assert "| recipe | 16 |" in (out / "prompts_bench.md").read_text()
+    # The same benchmark again reuses every finished run; an edited search section does not reuse them under its name.
+    arms = {"algorithms": ["recipe", "best_of_n"], "budgets": [16], "seeds": [0, 1], "baseline_budgets": [32]}
+    assert run(tmp_path / "r.yaml", out, **arms)["reward"].tolist() == table["reward"].tolist()
+    with pytest.raises(ValueError, match=f"{out / 'recipe' / 'nfe16' / 'seed0'} holds a run of another recipe"):
+        run(tmp_path / "r.yaml", out, **arms, overrides=["search.leaves_per_iteration=4"])
     tuned = pd.read_csv(out / "prompts_finetune.csv")
     metrics = pd.read_csv(out / "finetune" / "metrics.csv")
     assert tuned["round"].tolist() == [0, 1]
