@@ -55,7 +55,7 @@ def text_small():
 
 
 def test_dts_star_beats_best_of_n_at_equal_nfe_on_most_seeds(text_small):
-    """Module docstring. About 170 s on one CPU thread (8 seeds x 2 arms x 4 prompts x 192 NFE): the module's name
+    """Module docstring. About 125 s on one CPU thread (8 seeds x 2 arms x 4 prompts x 192 NFE): the module's name
     sorts early, so that the suite's workers start it first rather than finish on it."""
     differences = seed_differences(best_rewards(text_small, Setting(), SEEDS), "dts_star")
     ahead = int((differences > 0).sum())
