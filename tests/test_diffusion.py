@@ -84,6 +84,42 @@ def test_subs_rule_forbids_specials_and_copies_unmasked():
     )
 
 
+def test_subs_rule_is_the_same_in_inference_and_in_training_and_gradients_flow():
+    """The SUBS rule rewrites log_softmax's output in place when no gradient is needed; with a gradient it must not
+    (log_softmax's backward reads its output). Both equal the rule written out term by term, bit for bit."""
+    diffusion = MaskedDiffusion(mask_id=MASK_ID, vocab_size=6, forbidden_ids=[PAD_ID])
+    logits = torch.randn(3, 5, 7, generator=torch.Generator().manual_seed(0))  # one padded column beyond V
+    x_t = torch.tensor([[MASK_ID, 4, MASK_ID, 2, 3], [5, MASK_ID, PAD_ID, MASK_ID, 4], [MASK_ID] * 5])
+    forbidden = torch.zeros(6, dtype=torch.bool)
+    forbidden[[MASK_ID, PAD_ID]] = True
+    reference = logits[..., :6].masked_fill(forbidden, float("-inf")).log_softmax(-1)
+    one_hot = torch.full_like(reference, float("-inf")).scatter(-1, x_t.unsqueeze(-1), 0.0)
+    reference = torch.where((x_t != MASK_ID).unsqueeze(-1), one_hot, reference)
+    assert torch.equal(diffusion.subs_log_probs(logits, x_t), reference)
+    trained = logits.clone().requires_grad_(True)
+    log_probs = diffusion.subs_log_probs(trained, x_t)
+    assert torch.equal(log_probs.detach(), reference)
+    log_probs.gather(-1, torch.full_like(x_t, 3).unsqueeze(-1)).masked_fill(
+        (x_t != MASK_ID).unsqueeze(-1), 0
+    ).sum().backward()
+    assert trained.grad is not None and torch.isfinite(trained.grad).all() and trained.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_one_bad_logit_is_refused_with_its_row(bad):
+    """check_log_probs reads one sum of the whole batch first: a single NaN or +inf logit at one masked position of
+    one row still stops the search, with that row counted."""
+    from seqtree.diffusion import DenoiserOutputError, check_log_probs
+
+    diffusion = MaskedDiffusion(mask_id=MASK_ID, vocab_size=6)
+    x_t = torch.full((3, 4), MASK_ID)
+    logits = torch.zeros(3, 4, 6)
+    check_log_probs(diffusion.subs_log_probs(logits, x_t), None, torch.full((3,), 0.5))  # finite and -inf: fine
+    logits[1, 2, 4] = bad
+    with pytest.raises(DenoiserOutputError, match="NaN or infinite logits for 1 of 3 rows"):
+        check_log_probs(diffusion.subs_log_probs(logits, x_t), None, torch.full((3,), 0.5))
+
+
 def test_reverse_step_unmask_probability():
     """A masked position unmasks from t to s with probability (alpha_s - alpha_t) / (1 - alpha_t) (MDLM Eq. 7)."""
     diffusion = MaskedDiffusion(mask_id=1, vocab_size=6)
