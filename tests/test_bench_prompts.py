@@ -4,14 +4,13 @@ match best-of-N, and a tiny end-to-end run whose tables agree with its run folde
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
+from inprocess import python_forked
 
 from seqtree.bench.prompts import best_by, run, summarize
 
@@ -96,11 +95,9 @@ def test_a_tiny_benchmark_writes_tables_that_agree_with_its_runs(tmp_path):
         "finetune: {steps_per_round: 2, batch_size: 4, replicates: 2, eval_samples: 4, threads: 1}\n"
     )
     out = tmp_path / "out"
-    result = subprocess.run(
-        [sys.executable, "-m", "bench", "prompts", str(tmp_path / "r.yaml"), "--out", str(out), "--algorithms",
-         "recipe", "best_of_n", "--budgets", "16", "--baseline-budgets", "32", "--seeds", "0", "1",
-         "--finetune-rounds", "1", "--threads", "1"],
-        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    result = python_forked(
+        "-m", "bench", "prompts", str(tmp_path / "r.yaml"), "--out", str(out), "--algorithms", "recipe", "best_of_n",
+        "--budgets", "16", "--baseline-budgets", "32", "--seeds", "0", "1", "--finetune-rounds", "1", "--threads", "1",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     table = pd.read_csv(out / "prompts_bench.csv")

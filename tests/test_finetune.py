@@ -3,14 +3,12 @@ a seeded buffer, clear errors, and an interrupted run that resumes to the uninte
 
 import json
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-from inprocess import seqtree_inprocess
+from inprocess import CliResult, ForkedProcess, seqtree_forked, seqtree_inprocess
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,11 +24,9 @@ TINY = [
 TIMING = {"search_seconds", "weight_seconds", "train_seconds", "eval_seconds"}
 
 
-def _seqtree(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """A fine-tuning run in its own process (it seeds the global RNGs and sets Lightning's environment)."""
-    return subprocess.run(
-        [sys.executable, "-m", "seqtree.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
-    )
+def _seqtree(*args: str, timeout: float = 600) -> CliResult:
+    """A fine-tuning run in a process of its own (it seeds the global RNGs and sets Lightning's environment)."""
+    return seqtree_forked(*args, timeout=timeout)
 
 
 def _metrics(run: Path) -> pd.DataFrame:
@@ -82,11 +78,8 @@ def test_two_rounds_write_metrics_plots_and_a_loadable_checkpoint(whole, tmp_pat
 
 def test_an_interrupted_run_resumes_to_the_uninterrupted_result(whole, tmp_path):
     cut = tmp_path / "cut"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "seqtree.cli", "finetune", DNA, "--out", str(cut), *TINY],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    for line in process.stderr:  # round 1 is committed: interrupt round 2
+    process = ForkedProcess("-m", "seqtree.cli", "finetune", DNA, "--out", str(cut), *TINY)
+    for line in process.stderr_lines():  # round 1 is committed: interrupt round 2
         if line.startswith("round 1/"):
             break
     process.send_signal(signal.SIGINT)

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-from inprocess import seqtree_inprocess
+from inprocess import CliResult, ForkedProcess, python_forked, seqtree_forked, seqtree_inprocess
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,11 +40,9 @@ def _recipe(folder: Path, extra: str = "") -> Path:
     return folder / "r.yaml"
 
 
-def _seqtree(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """A fine-tuning run in its own process (it seeds the global RNGs and sets Lightning's environment)."""
-    return subprocess.run(
-        [sys.executable, "-m", "seqtree.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
-    )
+def _seqtree(*args: str, timeout: float = 600) -> CliResult:
+    """A fine-tuning run in a process of its own (it seeds the global RNGs and sets Lightning's environment)."""
+    return seqtree_forked(*args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -202,8 +198,7 @@ def test_a_stop_in_round_2_resumes_to_the_uninterrupted_result(whole, tmp_path, 
     """Stopped exactly as round 2 begins (before its searches start) and as its searches start (its folder
     already written, every search stopped at its first step): round 2 is dropped, and --resume repeats it."""
     cut = tmp_path / "cut"
-    stopped = subprocess.run([sys.executable, "-c", STOP_AT, str(_recipe(tmp_path)), str(cut), prefix, str(nth)],
-                             capture_output=True, text=True, timeout=600, cwd=ROOT)  # fmt: skip
+    stopped = python_forked("-c", STOP_AT, str(_recipe(tmp_path)), str(cut), prefix, str(nth))
     assert stopped.returncode == 0 and stopped.stdout.split() == ["True", "1"], stopped.stderr
     if nth == 2:
         assert json.loads((cut / "rounds" / "2" / "summary.json").read_text())["interrupted"]
@@ -212,12 +207,9 @@ def test_a_stop_in_round_2_resumes_to_the_uninterrupted_result(whole, tmp_path, 
 
 def test_ctrl_c_in_round_2_resumes_to_the_uninterrupted_result(whole, tmp_path):
     cut = tmp_path / "cut"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "seqtree.cli", "finetune", str(_recipe(tmp_path)), "--out", str(cut)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    process = ForkedProcess("-m", "seqtree.cli", "finetune", str(_recipe(tmp_path)), "--out", str(cut))
     starts = 0
-    for line in process.stderr:  # round 1 is committed and round 2's searches are starting: interrupt
+    for line in process.stderr_lines():  # round 1 is committed and round 2's searches are starting: interrupt
         starts += line.startswith("prompts:")
         if starts == 2:
             break

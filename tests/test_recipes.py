@@ -2,10 +2,7 @@
 naming the field; an interrupted run leaves valid partial outputs and resumes to the uninterrupted result."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +11,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from inprocess import seqtree_inprocess
+from inprocess import ForkedProcess, seqtree_inprocess
 
 from seqtree.config import RecipeError
 from seqtree.recipe import load_design_recipe, reference_markdown, validate_design_recipe
@@ -25,7 +22,7 @@ TINY = ["--set", "budget.nfe=160", "--set", "design.num_designs=4", "--set", "mo
 
 
 # The CLI runs in-process (tests/inprocess.py: the same Typer app, exit code and streams, without a fresh
-# interpreter's import of torch and transformers on every call); the interrupt test signals a real subprocess.
+# interpreter's import of torch and transformers on every call); the interrupt test signals a process of its own.
 _seqtree = seqtree_inprocess
 
 
@@ -241,11 +238,8 @@ def test_interrupt_leaves_partial_outputs_and_resume_matches_uninterrupted(tmp_p
     assert whole.returncode == 0, whole.stderr
 
     # One thread, as the in-process whole and resumed runs use (conftest): the same arithmetic in all three.
-    process = subprocess.Popen(
-        [sys.executable, "-m", "seqtree.cli", "design", recipe, "--out", str(tmp_path / "cut"), *args],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
-    for line in process.stderr:  # wait until the search has started
+    process = ForkedProcess("-m", "seqtree.cli", "design", recipe, "--out", str(tmp_path / "cut"), *args)
+    for line in process.stderr_lines():  # wait until the search has started
         if line.startswith("searching"):
             break
     time.sleep(0.5)

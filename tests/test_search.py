@@ -562,10 +562,10 @@ def test_observer_sees_every_curve_point_and_can_stop_the_search(toy, name):
         seen.append(point)
         return len(seen) >= 3  # ask to stop after the third point
 
-    result = run_search(name, toy.problem(observer=observe), Budget(nfe=4000), generator=gen())
+    result = run_search(name, toy.problem(observer=observe), Budget(nfe=1000), generator=gen())
     assert result.stop_reason in ("interrupted", "completed")
     assert [(p.nfe, p.oracle_calls) for p in seen] == [(p.nfe, p.oracle_calls) for p in result.curve[: len(seen)]]
-    whole = run_search(name, toy.problem(), Budget(nfe=4000), generator=gen())
+    whole = run_search(name, toy.problem(), Budget(nfe=1000), generator=gen())
     assert result.nfe <= whole.nfe
 
 

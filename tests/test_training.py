@@ -1,14 +1,12 @@
-"""``seqtree train`` end to end in a subprocess: a few steps, a checkpoint, a resume, and a falling loss."""
+"""``seqtree train`` end to end in a process of its own: a few steps, a checkpoint, a resume, and a falling loss."""
 
 import json
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from inprocess import seqtree_inprocess
+from inprocess import CliResult, seqtree_forked, seqtree_inprocess
 
 from seqtree.config import RecipeError, load_recipe
 from seqtree.models.loading import load_model
@@ -43,8 +41,9 @@ output_dir: {tmp_path / "run"}
     return recipe
 
 
-def _seqtree(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "seqtree.cli", *args], capture_output=True, text=True, timeout=300)
+def _seqtree(*args: str) -> CliResult:
+    """A training run in a process of its own (it seeds the global RNGs and sets Lightning's environment)."""
+    return seqtree_forked(*args, timeout=300)
 
 
 def test_train_resume_and_loss_falls(tiny_recipe, tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,8 +131,8 @@ def unigram_baseline(
     """The bits per token a model that ignores context would reach: the floor a denoiser must beat; with
     ``num_val_bytes`` (the bytes ``val`` decodes to) also per byte."""
     counts = torch.ones(max(content_ids) + 1, dtype=torch.float64)  # add-one smoothing
-    for ids in train:
-        counts += torch.bincount(torch.tensor(ids, dtype=torch.long), minlength=counts.numel()).double()
+    train_ids = torch.tensor(list(itertools.chain.from_iterable(train)), dtype=torch.long)
+    counts += torch.bincount(train_ids, minlength=counts.numel()).double()  # one count, not one per sequence
     keep = torch.zeros_like(counts, dtype=torch.bool)
     keep[content_ids] = True
     probs = torch.where(keep, counts, torch.zeros_like(counts))
