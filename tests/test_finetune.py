@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from inprocess import CliResult, ForkedProcess, seqtree_forked, seqtree_inprocess
+from inprocess import ForkedProcess, seqtree_forked, seqtree_inprocess
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,9 +24,8 @@ TINY = [
 TIMING = {"search_seconds", "weight_seconds", "train_seconds", "eval_seconds"}
 
 
-def _seqtree(*args: str, timeout: float = 600) -> CliResult:
-    """A fine-tuning run in a process of its own (it seeds the global RNGs and sets Lightning's environment)."""
-    return seqtree_forked(*args, timeout=timeout)
+# A fine-tuning run in a process of its own: it seeds the global RNGs and sets Lightning's environment.
+_seqtree = seqtree_forked
 
 
 def _metrics(run: Path) -> pd.DataFrame:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from inprocess import CliResult, ForkedProcess, python_forked, seqtree_forked, seqtree_inprocess
+from inprocess import ForkedProcess, python_forked, seqtree_forked, seqtree_inprocess
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,9 +40,8 @@ def _recipe(folder: Path, extra: str = "") -> Path:
     return folder / "r.yaml"
 
 
-def _seqtree(*args: str, timeout: float = 600) -> CliResult:
-    """A fine-tuning run in a process of its own (it seeds the global RNGs and sets Lightning's environment)."""
-    return seqtree_forked(*args, timeout=timeout)
+# A fine-tuning run in a process of its own: it seeds the global RNGs and sets Lightning's environment.
+_seqtree = seqtree_forked
 
 
 @pytest.fixture(scope="module")

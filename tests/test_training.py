@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from inprocess import CliResult, seqtree_forked, seqtree_inprocess
+from inprocess import seqtree_forked, seqtree_inprocess
 
 from seqtree.config import RecipeError, load_recipe
 from seqtree.models.loading import load_model
@@ -41,9 +41,8 @@ output_dir: {tmp_path / "run"}
     return recipe
 
 
-def _seqtree(*args: str) -> CliResult:
-    """A training run in a process of its own (it seeds the global RNGs and sets Lightning's environment)."""
-    return seqtree_forked(*args, timeout=300)
+# A training run in a process of its own: it seeds the global RNGs and sets Lightning's environment.
+_seqtree = seqtree_forked
 
 
 def test_train_resume_and_loss_falls(tiny_recipe, tmp_path):
