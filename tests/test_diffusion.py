@@ -85,14 +85,12 @@ def test_subs_rule_forbids_specials_and_copies_unmasked():
 
 
 @pytest.mark.parametrize("rows_masked", ["most", "few"])
-def test_subs_rule_is_the_same_in_inference_and_in_training_and_gradients_flow(rows_masked, monkeypatch):
+def test_subs_rule_is_the_same_in_inference_and_in_training_and_gradients_flow(rows_masked):
     """The SUBS rule rewrites log_softmax's output in place when no gradient is needed; with a gradient it must not
     (log_softmax's backward reads its output). With at most a third of the positions masked, inference takes
     log_softmax at those positions alone. Every path equals the rule written out term by term, bit for bit."""
-    import seqtree.diffusion
     from seqtree.diffusion import SPARSE_SUBS_MAX_MASKED_SHARE
 
-    monkeypatch.setattr(seqtree.diffusion, "SPARSE_SUBS_MIN_ENTRIES", 1)  # a toy-sized batch takes it too
     diffusion = MaskedDiffusion(mask_id=MASK_ID, vocab_size=6, forbidden_ids=[PAD_ID])
     logits = torch.randn(3, 5, 7, generator=torch.Generator().manual_seed(0))  # one padded column beyond V
     if rows_masked == "most":  # 8 of 15 masked: the dense path
