@@ -252,21 +252,30 @@ class MaskedDiffusion:
         temperature: float = 1.0,
         top_k: int | None = None,
         top_p: float | None = None,
+        p_unmask: Tensor | None = None,
     ) -> StepOutput:
         """Draw x_s ~ p_theta(x_s | x_t) for s < t (MDLM Eq. 7), given log p_theta(x_0 | x_t) [B, L, V].
 
         Each masked position unmasks with probability (alpha_s - alpha_t) / (1 - alpha_t) and then takes a token
         from the (optionally tempered / truncated) clean-token distribution. At s = 0 every position unmasks.
+        ``p_unmask`` [B]: :meth:`unmask_probability` of (t, s) when the caller has it already (a search's steps lie
+        on a fixed grid: one lookup instead of a dozen small kernels per step).
         """
-        alpha_t, alpha_s = self.schedule.alpha(t), self.schedule.alpha(s)
-        p_unmask = ((alpha_s - alpha_t) / (1.0 - alpha_t).clamp_min(1e-12)).clamp(0.0, 1.0)
-        p_unmask = torch.where(s <= 0, torch.ones_like(p_unmask), p_unmask)
+        if p_unmask is None:
+            p_unmask = self.unmask_probability(t, s)
         masked = x_t == self.mask_id
         draw = torch.rand(x_t.shape, generator=generator, device=x_t.device)
         unmask = masked & (draw < p_unmask.unsqueeze(-1))
         return self.unmask_positions(
             log_probs, x_t, unmask, generator=generator, temperature=temperature, top_k=top_k, top_p=top_p
         )
+
+    def unmask_probability(self, t: Tensor, s: Tensor) -> Tensor:
+        """Probability that a masked position unmasks between t and s < t, (alpha_s - alpha_t) / (1 - alpha_t)
+        (MDLM Eq. 7), and 1 at s = 0; elementwise."""
+        alpha_t, alpha_s = self.schedule.alpha(t), self.schedule.alpha(s)
+        p_unmask = ((alpha_s - alpha_t) / (1.0 - alpha_t).clamp_min(1e-12)).clamp(0.0, 1.0)
+        return torch.where(s <= 0, torch.ones_like(p_unmask), p_unmask)
 
     def unmask_positions(
         self,

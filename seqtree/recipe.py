@@ -38,7 +38,8 @@ class ModelSection(_Strict):
         "fp32", description="autocast of the denoiser's forward pass (bf16 / fp16: mixed precision on a GPU)"
     )
     cuda_graphs: bool = Field(
-        False, description="on a GPU, replay the denoiser's forward pass from CUDA graphs (not yet checked on a GPU)"
+        False,
+        description="on a GPU, replay the denoiser's forward pass from CUDA graphs (fp32 and bf16 checked on an H200)",
     )
 
     @field_validator("device")

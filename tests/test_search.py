@@ -15,6 +15,7 @@ finitely many children, whose bias is O(1 / children) and vanishes as the tree w
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -194,8 +195,7 @@ def test_dts_weighs_children_by_the_proposal_ratio_in_backup_selection_and_law()
         def node_scores(self, tree, nodes):
             return tree.reward[nodes, 0]
 
-    for end in ids:
-        _backup(_Scores(), tree, int(end), ALPHA)
+    _backup(_Scores(), tree, ids, ALPHA)
     logits = np.array([0.5, 0.2]) / ALPHA + np.array([-1.0, 1.0])  # V / alpha + log p - log q
     assert tree.soft_value[0] == pytest.approx(ALPHA * np.log(np.exp(logits).mean()), rel=1e-12)
     law = np.exp(logits) / np.exp(logits).sum()
@@ -233,8 +233,7 @@ def test_dts_soft_backup_and_tree_law_on_a_two_level_tree():
         tree.soft_value[:] = np.nan
         for leaf, reward in rewards.items():
             tree.reward[leaf, 0] = reward
-        for leaf in rewards:
-            backup(_Scores(), tree, leaf, ALPHA)
+        backup(_Scores(), tree, np.array(list(rewards)), ALPHA)
         return terminal_probabilities(tree, ALPHA)[list(rewards)]
 
     right = law(_backup)
@@ -251,6 +250,69 @@ def test_dts_soft_backup_and_tree_law_on_a_two_level_tree():
             assert np.abs(law(_backup) - right).max() > 0.03  # the assertion above would fail on this backup
         finally:
             dts.soft_backup = original
+
+
+def _sequential_backup(tree: Tree, ends: list[int], alpha: float, levels: int | None = None) -> None:
+    """The reference: each end backed up alone, walking to the root (DTS Alg. 1's backup, one path at a time).
+    ``levels`` stops each walk early: a wrong variant for the check below (a backup that does not reach the root)."""
+    from seqtree.search.dts import proposal_log_ratio, soft_backup
+
+    for end in ends:
+        tree.soft_value[end] = tree.value[end] = float(tree.reward[end, 0])
+        path = [int(n) for n in tree.path(end)[:-1][::-1]]  # the end's ancestors, parent first
+        for node in path[:levels]:
+            children = tree.children(node)
+            known = ~np.isnan(tree.soft_value[children])
+            tree.soft_value[node] = soft_backup(
+                tree.soft_value[children][known], alpha, proposal_log_ratio(tree, children[known])
+            )
+            tree.value[node] = float(np.nanmax(tree.value[children]))
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_dts_backup_of_many_ends_equals_one_path_at_a_time(toy, temperature):
+    """The batched backup (each ancestor once, deepest first) leaves every value bit for bit as backing the ends up
+    one after another does, on trees DTS and DTS* grew with 8 leaves per iteration (tempered: the proposal ratio in
+    the backup). The same comparison fails for a backup whose walks stop below the root."""
+    for run in (run_dts, run_dts_star):
+        problem = toy.problem(temperature=temperature)
+        tree = run(problem, Budget(nfe=600), generator=gen(3), leaves_per_iteration=8, alpha=ALPHA).tree
+        scored = np.nonzero(~np.isnan(tree.reward[: tree.size, 0]))[0].tolist()  # in creation (= scoring) order
+        assert len(scored) > 20 and tree.depth[: tree.size].max() >= 3
+        for levels in (None, 2):
+            again = copy.deepcopy(tree)
+            again.soft_value[:] = np.nan
+            again.value[:] = np.nan
+            _sequential_backup(again, scored, ALPHA, levels)
+            same = np.array_equal(again.soft_value[: tree.size], tree.soft_value[: tree.size], equal_nan=True) and (
+                np.array_equal(again.value[: tree.size], tree.value[: tree.size], equal_nan=True)
+            )
+            assert same == (levels is None)
+
+
+def test_batched_paths_equal_a_walk_per_node(toy):
+    """:meth:`Tree.paths_step_log_probs` and :meth:`Tree.paths_unmask_steps` (one pass per level over many nodes)
+    equal a walk from each node to the root that writes its segments' per-step log-probabilities at their steps and
+    takes the step each position unmasked at, on a tree MCTS grew (every node, the root included)."""
+    tree = run_mcts(toy.problem(temperature=0.7), Budget(nfe=400), generator=gen(2), num_children=3).tree
+    nodes = np.arange(tree.size)
+    proposal, model = tree.paths_step_log_probs(nodes)
+    unmask = tree.paths_unmask_steps(nodes)
+    for node in nodes.tolist():
+        want_p, want_m = torch.zeros(STEPS), torch.zeros(STEPS)
+        want_u = torch.full((L,), -1, dtype=torch.long)
+        n = node
+        while tree.parent[n] != -1:
+            start = int(tree.step[tree.parent[n]])
+            width = int(tree.step[n]) - start
+            want_p[start : start + width] = torch.from_numpy(tree.step_log_prob[n, :width])
+            want_m[start : start + width] = torch.from_numpy(tree.step_log_prob_model[n, :width])
+            offsets = torch.from_numpy(tree.unmask_offset[n].astype(np.int64))
+            want_u = torch.where(offsets != 255, start + offsets, want_u)
+            n = int(tree.parent[n])
+        assert torch.equal(proposal[node], want_p) and torch.equal(model[node], want_m)
+        assert torch.equal(unmask[node], want_u)
+    assert (proposal != 0).any() and (unmask >= 0).any()  # the comparison saw real paths
 
 
 def test_dts_tree_law_is_unbiased_for_the_tilted_mean(toy):

@@ -177,15 +177,30 @@ def _select_path(engine: Engine, tree: Tree, p: TreeSearchParams, select: ChildS
         node = select(tree, node, children)
 
 
-def _backup(engine: Engine, tree: Tree, end: int, alpha: float) -> None:
-    """Set V(end) = r and recompute soft (DTS) and max (DTS*) values up to the root; new nodes get 1 visit."""
-    score = float(engine.node_scores(tree, np.array([end]))[0])
-    tree.soft_value[end] = score
-    tree.value[end] = score
-    if tree.visits[end] == 0:
-        tree.visits[end] = 1
-    node = int(tree.parent[end])
-    while node != NO_NODE:
+def _backup(engine: Engine, tree: Tree, ends: np.ndarray, alpha: float) -> None:
+    """Set V(end) = r for the newly scored ``ends`` and recompute the soft (DTS) and max (DTS*) values of their
+    ancestors, each once and deepest first; new nodes get 1 visit.
+
+    This equals backing the ends up one path at a time: there, an ancestor's last recomputation already saw its
+    children's final values (a child's value changes only on paths through the ancestor), and here its only one
+    does, from the same values in the same order. One pass over the distinct ancestors instead of one walk per end
+    (DTS* with 64 leaves per iteration recomputed the root 64 times) keeps host time, which a GPU waits on, small."""
+    ends = np.unique(np.asarray(ends, np.int64))
+    if not ends.size:
+        return
+    scores = engine.node_scores(tree, ends)
+    tree.soft_value[ends] = scores
+    tree.value[ends] = scores
+    tree.visits[ends] = np.maximum(tree.visits[ends], 1)
+    ancestors = []
+    level = np.unique(tree.parent[ends])
+    while (level := level[level != NO_NODE]).size:
+        ancestors.append(level)
+        level = np.unique(tree.parent[level])
+    if not ancestors:
+        return
+    nodes = np.unique(np.concatenate(ancestors)).astype(np.int64)
+    for node in nodes[np.argsort(-tree.depth[nodes], kind="stable")].tolist():
         if tree.visits[node] == 0:
             tree.visits[node] = 1
         children = tree.children(node)
@@ -193,7 +208,6 @@ def _backup(engine: Engine, tree: Tree, end: int, alpha: float) -> None:
         known = ~np.isnan(values)
         tree.soft_value[node] = soft_backup(values[known], alpha, proposal_log_ratio(tree, children[known]))
         tree.value[node] = float(np.nanmax(tree.value[children]))
-        node = int(tree.parent[node])
 
 
 def grow_tree(
@@ -226,8 +240,7 @@ def grow_tree(
         # counted on the way down), so only newly scored ends are backed up: the same tree, without re-walks.
         fresh = np.isnan(tree.reward[ends_array, 0])
         known = engine.score_nodes(tree, ends_array)
-        for end in ends_array[known & fresh].tolist():
-            _backup(engine, tree, end, p.alpha)
+        _backup(engine, tree, ends_array[known & fresh], p.alpha)
         run.count_idle(before)
     run.close(generator, p)
     return engine, tree, run.iterations
@@ -239,14 +252,14 @@ def finish_from_nodes(
     """A result whose designs are the terminal ``nodes`` of the tree (with their paths as trajectories)."""
     if not nodes.size:
         return engine.finish(name, iterations=iterations, tree=tree, **engine.empty_columns())
-    paths = [tree.path_step_log_probs(int(n)) for n in nodes]
+    log_prob, log_prob_model = tree.paths_step_log_probs(nodes)
     return engine.finish(
         name,
         tokens=tree.token_tensor(nodes),
         rewards=torch.from_numpy(tree.reward[nodes].copy()),
-        log_prob=torch.stack([a for a, _ in paths]),
-        log_prob_model=torch.stack([b for _, b in paths]),
-        unmask_step=torch.stack([tree.path_unmask_steps(int(n)) for n in nodes]),
+        log_prob=log_prob,
+        log_prob_model=log_prob_model,
+        unmask_step=tree.paths_unmask_steps(nodes),
         iterations=iterations,
         tree=tree,
         sort=sort,

@@ -134,6 +134,7 @@ class Engine:
         self.host_generator = host_generator(generator)  # tree selection, resampling indices, remask proposals
         self.forward_timer = ForwardTimer(self.device, self.meter)
         self.grid = torch.linspace(1.0, 0.0, problem.num_steps + 1, device=self.device)  # t_k = 1 - k / N
+        self.p_unmask = problem.diffusion.unmask_probability(self.grid[:-1], self.grid[1:])  # [N] step k -> k + 1
         self.mask_id = problem.diffusion.mask_id
         self.curve: list[CurvePoint] = []
         self.best = -math.inf
@@ -156,8 +157,10 @@ class Engine:
             return None, kept
         keys = torch.cat([x, k.unsqueeze(1)], 1)
         inverse, first = row_groups(keys)
-        order = first.argsort()  # distinct rows in order of first appearance
         left = self.meter.nfe_left
+        if first.shape[0] == count and count <= left:  # every row distinct and affordable: the input, in order
+            return self._log_probs(x, k), kept
+        order = first.argsort()  # distinct rows in order of first appearance
         if order.numel() > left:
             self.meter.halt(STOP_NFE)
             order = order[: int(left)]
@@ -167,18 +170,24 @@ class Engine:
         if order.numel() == 0:
             return None, kept
         rows = keys[first[order]]
-        tokens, t = rows[:, :-1], self.grid[rows[:, -1]]
-        with torch.no_grad(), self.forward_timer:  # search never differentiates the denoiser
-            logits = self.problem.denoiser(tokens, t)
-        self.meter.charge_nfe(int(order.numel()))
-        log_probs = self.problem.diffusion.subs_log_probs(logits, tokens)
-        check_log_probs(log_probs, self.problem.denoiser, t, steps=rows[:, -1])
+        log_probs = self._log_probs(rows[:, :-1], rows[:, -1])
         if order.numel() == count:  # all rows distinct and evaluated: already in input order
             return log_probs, kept
         position = torch.empty(first.shape[0], dtype=torch.long, device=x.device)
         position[order] = torch.arange(order.numel(), device=x.device)
         cut = order.numel() < first.shape[0]  # known on the host: no boolean selection unless the budget cut rows
         return log_probs[position[inverse[kept] if cut else inverse]], kept
+
+    def _log_probs(self, tokens: Tensor, steps: Tensor) -> Tensor:
+        """One metered denoiser call on distinct rows tokens [R, L] at steps [R], then the SUBS rule and the NaN
+        check: log p(x_0 | tokens), [R, L, V]."""
+        t = self.grid[steps]
+        with torch.no_grad(), self.forward_timer:  # search never differentiates the denoiser
+            logits = self.problem.denoiser(tokens, t)
+        self.meter.charge_nfe(int(tokens.shape[0]))
+        log_probs = self.problem.diffusion.subs_log_probs(logits, tokens)
+        check_log_probs(log_probs, self.problem.denoiser, t, steps=steps)
+        return log_probs
 
     def advance(
         self,
@@ -243,12 +252,17 @@ class Engine:
             idx = active.nonzero().squeeze(1)
             if idx.numel() == 0:
                 continue
+            if idx.shape[0] == batch:  # every row steps: whole tensors, no [B, L, V] copy and no gathers
+                step = self._reverse_step(cache, x, k)
+                unmask = torch.where(step.tokens != x, k.unsqueeze(1), unmask)
+                x = step.tokens  # a new tensor (the step copies x_t), so the caller's x is never written
+                lp.scatter_(1, k.unsqueeze(1), step.log_prob.unsqueeze(1))
+                lpm.scatter_(1, k.unsqueeze(1), step.log_prob_model.unsqueeze(1))
+                valid &= step.num_unmasked == 0
+                exact.fill_(False)
+                continue
             ks = k[idx]
-            every = idx.shape[0] == batch  # every row steps: read the cache as it is, not a [B, L, V] copy
-            step = p.diffusion.reverse_step(
-                cache if every else cache[idx], x[idx], self.grid[ks], self.grid[ks + 1], generator=self.generator,
-                temperature=p.temperature, top_k=p.top_k, top_p=p.top_p,
-            )  # fmt: skip
+            step = self._reverse_step(cache[idx], x[idx], ks)
             unmask[idx] = torch.where(step.tokens != x[idx], ks.unsqueeze(1), unmask[idx])
             x[idx] = step.tokens
             lp[idx, ks] = step.log_prob
@@ -269,6 +283,15 @@ class Engine:
                 final[open_rows & alive] = cache[open_rows & alive]
         rows = alive.nonzero().squeeze(1)
         return Advance(rows, x[rows], lp[rows], lpm[rows], unmask[rows], None if final is None else final[rows])
+
+    def _reverse_step(self, log_probs: Tensor, x: Tensor, k: Tensor):
+        """One reverse step k -> k + 1 of rows x [R, L] (MDLM Eq. 7) with the problem's proposal; the unmasking
+        probability is looked up on the engine's grid."""
+        p = self.problem
+        return p.diffusion.reverse_step(
+            log_probs, x, self.grid[k], self.grid[k + 1], generator=self.generator, temperature=p.temperature,
+            top_k=p.top_k, top_p=p.top_p, p_unmask=self.p_unmask[k],
+        )  # fmt: skip
 
     def _affordable(self, rows_needed: Tensor) -> Tensor:
         """Bool[B]: the first rows whose worst-case denoiser rows (``rows_needed`` [B], one per step) fit in the NFE

@@ -170,14 +170,12 @@ def run_mcts(
             _close(tree, parent)
         if not finished.size:
             continue
-        paths = [tree.path_step_log_probs(int(c)) for c in finished]
+        tree_lp, tree_lpm = tree.paths_step_log_probs(finished)  # [n, T] root -> child
         archive["tokens"].append(out.tokens[scored.rows].cpu())
         archive["rewards"].append(scored.rewards)
-        archive["log_prob"].append(out.step_log_prob[scored.rows].cpu() + torch.stack([a for a, _ in paths]))
-        archive["log_prob_model"].append(
-            out.step_log_prob_model[scored.rows].cpu() + torch.stack([b for _, b in paths])
-        )
-        tree_steps = torch.stack([tree.path_unmask_steps(int(c)) for c in finished])  # [n, L] root -> child
+        archive["log_prob"].append(out.step_log_prob[scored.rows].cpu() + tree_lp)
+        archive["log_prob_model"].append(out.step_log_prob_model[scored.rows].cpu() + tree_lpm)
+        tree_steps = tree.paths_unmask_steps(finished)  # [n, L] root -> child
         archive["unmask_step"].append(torch.maximum(out.unmask_step[scored.rows].cpu(), tree_steps))
     run.close(generator, p, archive={k: torch.cat(v) for k, v in archive.items() if v})
     if not archive["tokens"]:

@@ -230,25 +230,52 @@ class Tree:
 
     def path_step_log_probs(self, node: int) -> tuple[Tensor, Tensor]:
         """Per-step log-probabilities (proposal, model) along the root -> node path, two Float[num_steps]."""
-        proposal = torch.zeros(self.num_steps)
-        model = torch.zeros(self.num_steps)
-        for n in self.path(node)[1:].tolist():
-            start = int(self.step[self.parent[n]])
-            width = int(self.step[n]) - start
-            proposal[start : start + width] = torch.from_numpy(self.step_log_prob[n, :width].copy())
-            model[start : start + width] = torch.from_numpy(self.step_log_prob_model[n, :width].copy())
-        return proposal, model
+        proposal, model = self.paths_step_log_probs(np.array([node], np.int64))
+        return proposal[0], model[0]
 
     def path_unmask_steps(self, node: int) -> Tensor:
         """Reverse step at which each position was unmasked along the root -> node path, Long[L]; -1 where the
         position was not masked in the root or is still masked at ``node``."""
-        nodes = self.path(node)[1:]
-        if not nodes.size:
-            return torch.full((self.length,), -1, dtype=torch.long)
-        offset = self.unmask_offset[nodes].astype(np.int64)  # [P, L]
-        start = self.step[self.parent[nodes]].astype(np.int64)[:, None]  # [P, 1]
-        steps = np.where(offset != NOT_UNMASKED, start + offset, -1).max(0)  # a position unmasks in one segment
+        return self.paths_unmask_steps(np.array([node], np.int64))[0]
+
+    def paths_step_log_probs(self, nodes: np.ndarray) -> tuple[Tensor, Tensor]:
+        """:meth:`path_step_log_probs` of many nodes at once, two Float[n, num_steps]: one pass per tree level over
+        all paths together, not a Python walk per node (a search's archive asks for hundreds per iteration, and on a
+        GPU that host time is time the denoiser waits; issue 13)."""
+        proposal = np.zeros((len(nodes), self.num_steps), np.float32)
+        model = np.zeros((len(nodes), self.num_steps), np.float32)
+        for rows, segment, start, width in self._segments(nodes):
+            cols = start[:, None] + np.arange(self.branch_every)
+            inside = np.arange(self.branch_every) < width[:, None]
+            where = (np.broadcast_to(rows[:, None], cols.shape)[inside], cols[inside])
+            proposal[where] = self.step_log_prob[segment][inside]
+            model[where] = self.step_log_prob_model[segment][inside]
+        return torch.from_numpy(proposal), torch.from_numpy(model)
+
+    def paths_unmask_steps(self, nodes: np.ndarray) -> Tensor:
+        """:meth:`path_unmask_steps` of many nodes at once, Long[n, L] (one pass per tree level)."""
+        steps = np.full((len(nodes), self.length), -1, np.int64)
+        for rows, segment, start, _ in self._segments(nodes):
+            offset = self.unmask_offset[segment].astype(np.int64)  # [m, L]
+            unmasked = np.where(offset != NOT_UNMASKED, start[:, None] + offset, -1)
+            steps[rows] = np.maximum(steps[rows], unmasked)  # a position unmasks in one segment
         return torch.from_numpy(steps)
+
+    def _segments(self, nodes: np.ndarray):
+        """The segments on the root -> node paths of ``nodes``, a tree level at a time: yields (rows, segment,
+        start, width): which entries of ``nodes`` are still below the root, the node ending each one's segment at
+        this level, and that segment's first step and number of steps."""
+        rows = np.arange(len(nodes))
+        current = np.asarray(nodes, np.int64)
+        while True:
+            below = self.parent[current] != NO_NODE
+            rows, current = rows[below], current[below]
+            if not rows.size:
+                return
+            parents = self.parent[current].astype(np.int64)
+            start = self.step[parents].astype(np.int64)
+            yield rows, current, start, self.step[current].astype(np.int64) - start
+            current = parents
 
     def nbytes(self) -> int:
         """Bytes held by the node arrays and the child pool (capacity included)."""
