@@ -2,9 +2,12 @@
 # The prepared check for a lent GPU (issue 13), one call of the device tool:
 #   run(command="bash bench/device_check.sh", carry=[".whl"], timeout_s=480)
 # The machine's image has PyTorch, Lightning and transformers but not pydantic, Biopython or selfies: carry them as
-# wheels in .whl/ (see the tool's README). It runs the CUDA tests, a design through the CLI on CUDA, the device
-# benchmark with eager and CUDA-graph forward passes, a host-overhead probe (a 1-layer, 64-wide denoiser whose
-# forward pass costs almost nothing, so NFE/s measures the engine alone) and a profile of DTS*. Each step has its own
+# wheels in .whl/ (ignored through .git/info/exclude), fetched here with, for each of pydantic, pydantic_core,
+# annotated-types, typing-inspection, biopython and selfies at the versions installed here:
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp #     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl NAME==V
+# It runs the CUDA tests, the device benchmark with eager and CUDA-graph forward passes, a host-overhead probe (a
+# 1-layer, 64-wide denoiser whose forward pass costs almost nothing, so NFE/s measures the engine alone) and a profile
+# of DTS*; CHECK="..." picks steps (`cli` adds a design through the command line on CUDA). Each step has its own
 # time limit so that one hang cannot spend the lease. The log goes to $OUT/check.log and the profile's tables beside
 # it (the tool brings back at most 8 files); the benchmark's CSVs stay on the machine, their rows are in the log.
 set -o pipefail
