@@ -279,7 +279,7 @@ def test_dts_backup_of_many_ends_equals_one_path_at_a_time(toy, temperature):
         tree = run(problem, Budget(nfe=600), generator=gen(3), leaves_per_iteration=8, alpha=ALPHA).tree
         scored = np.nonzero(~np.isnan(tree.reward[: tree.size, 0]))[0].tolist()  # in creation (= scoring) order
         assert len(scored) > 20 and tree.depth[: tree.size].max() >= 3
-        for levels in (None, 2):
+        for levels in (None, 1):
             again = copy.deepcopy(tree)
             again.soft_value[:] = np.nan
             again.value[:] = np.nan
@@ -654,3 +654,53 @@ def _stop_after(points: int):
         return len(seen) >= points
 
     return observe
+
+
+# ------------------------------------------------------------------------------------ compute reuse
+def test_a_rollout_through_the_tree_costs_what_one_unbroken_reverse_pass_costs(toy):
+    """A DTS iteration from the root (one expansion and its in-tree rollout, segment by segment) draws the sample
+    best-of-N draws from the same generator, for the same NFE: each segment hands its end state's distribution to
+    the next. Recomputing it at every branch point spends up to one more row per segment boundary (it fails this);
+    handing over another row's distribution draws another sample."""
+    for seed in range(12):
+        tree_run = run_dts(toy.problem(), Budget(), generator=gen(seed), max_iterations=1, node_cache_mb=0)
+        sample = run_best_of_n(toy.problem(), Budget(), generator=gen(seed), num_samples=1, batch_size=1)
+        assert set(tree_run.designs.sequences) == set(sample.designs.sequences)  # DTS draws its 16 from one leaf
+        assert tree_run.nfe == sample.nfe
+
+
+def test_the_node_cache_grows_the_same_tree_for_fewer_nfe(toy):
+    """With nodes' distributions kept (``node_cache_mb``), DTS, DTS* and MCTS grow bit for bit the tree they grow
+    without, for fewer NFE: widening a node again skips the call its first step needs. A cache that handed back
+    another node's distribution would change the draws (the trees would differ); one never read would save nothing."""
+    for run, extra in ((run_dts, {}), (run_dts_star, {"leaves_per_iteration": 4}), (run_mcts, {"num_children": 3})):
+        results = [
+            run(toy.problem(temperature=0.8), Budget(), generator=gen(4), max_iterations=40, node_cache_mb=mb, **extra)
+            for mb in (0, 1)
+        ]
+        plain, cached = (r.tree for r in results)
+        assert plain.size == cached.size > 20
+        for name in ("parent", "tokens", "visits", "value", "reward", "step_log_prob"):
+            np.testing.assert_array_equal(getattr(plain, name)[: plain.size], getattr(cached, name)[: cached.size])
+        assert results[1].nfe < 0.9 * results[0].nfe, (run.__name__, results[0].nfe, results[1].nfe)
+
+
+def test_the_node_cache_keeps_the_most_recently_used_within_its_bytes():
+    """Entries beyond the byte budget go least recently used first; a read counts as a use; an entry larger than
+    the whole budget is not kept; the ids come back least recently used first (what a saved search stores)."""
+    from seqtree.search.node_cache import NodeCache
+
+    row_bytes = 2 * 3 * 4  # [L=2, V=3] float32
+    cache = NodeCache(3 * row_bytes)
+    rows = torch.arange(5 * 6, dtype=torch.float32).reshape(5, 2, 3)
+    cache.put(np.array([10, 11, 12]), rows[:3])
+    log_probs, known = cache.get(np.array([10, 99]))  # 10 used: 11 is now the oldest
+    assert known.tolist() == [True, False] and torch.equal(log_probs[0], rows[0]) and not log_probs[1].any()
+    cache.put(np.array([13]), rows[3:4])
+    assert cache.ids().tolist() == [12, 10, 13] and cache.bytes == 3 * row_bytes
+    assert cache.get(np.array([11])) is None
+    rows[3] += 1  # the cache holds copies, not views of the batch it was given
+    assert torch.equal(cache.get(np.array([13]))[0][0], torch.arange(18, 24, dtype=torch.float32).reshape(2, 3))
+    small = NodeCache(row_bytes - 1)
+    small.put(np.array([1]), rows[:1])
+    assert not small.entries and not NodeCache(0)

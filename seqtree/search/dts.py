@@ -230,8 +230,8 @@ def grow_tree(
         ends = [node for node, expand in leaves if not expand]
         grow = np.array([node for node, expand in leaves if expand], np.int64)
         if grow.size:
-            _, children = engine.expand(tree, grow)
-            ends.extend(int(e) for e in engine.rollout_in_tree(tree, children) if e >= 0)
+            grown = engine.expand(tree, grow, keep_final=True)
+            ends.extend(int(e) for e in engine.rollout_in_tree(tree, grown.ids, grown.final_log_probs) if e >= 0)
         if not ends:
             run.idle += 1
             continue

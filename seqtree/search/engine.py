@@ -6,7 +6,10 @@ NFE (denoiser rows) and oracle calls (sequences submitted) are counted in one pl
 a batch larger than what is left is cut to its first rows and the search halts. Identical (tokens, step) rows in
 one call are evaluated once (the K children of a node share their parent's first call), and MDLM's no-change cache
 reuses a row's clean-token distribution while its tokens do not change; both are exact for time-independent
-denoisers and, like the shared budget, apply to every algorithm alike.
+denoisers and, like the shared budget, apply to every algorithm alike. A tree segment hands its end state's
+distribution to the next segment (a rollout through the tree costs what one unbroken reverse pass costs), and tree
+searches keep their nodes' distributions (:mod:`seqtree.search.node_cache`), so a node widened again skips its first
+call: the same draws, the same tree, fewer NFE.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -22,6 +26,7 @@ from torch import Tensor
 from seqtree.device import host_generator
 from seqtree.diffusion import check_log_probs
 from seqtree.search.budget import STOP_NFE, STOP_ORACLE, Budget, Meter
+from seqtree.search.node_cache import NodeCache
 from seqtree.search.problem import SearchProblem
 from seqtree.search.result import (
     UNKNOWN_STEP,
@@ -46,6 +51,15 @@ class Advance:
     step_log_prob_model: Tensor  # [B', T] float32 (untempered model)
     unmask_step: Tensor  # [B', L] long: absolute step k at which the position was unmasked in this advance, else -1
     final_log_probs: Tensor | None  # [B', L, V] log p(x_0 | tokens) at the end state, when asked for
+
+
+class Expansion(NamedTuple):
+    """New tree children: ``rows`` (which entries of the expanded nodes got one; the budget may cut some), their
+    node ``ids``, and log p(x_0 | child) [len(ids), L, V] when it was asked for (else None)."""
+
+    rows: np.ndarray
+    ids: np.ndarray
+    final_log_probs: Tensor | None
 
 
 @dataclass(frozen=True)
@@ -136,6 +150,7 @@ class Engine:
         self.grid = torch.linspace(1.0, 0.0, problem.num_steps + 1, device=self.device)  # t_k = 1 - k / N
         self.p_unmask = problem.diffusion.unmask_probability(self.grid[:-1], self.grid[1:])  # [N] step k -> k + 1
         self.mask_id = problem.diffusion.mask_id
+        self.node_cache = NodeCache()  # off unless a tree search turns it on (its ``node_cache_mb``)
         self.curve: list[CurvePoint] = []
         self.best = -math.inf
         self.reward_sum = 0.0  # over valid sequences (rewards above the floor)
@@ -178,13 +193,14 @@ class Engine:
         cut = order.numel() < first.shape[0]  # known on the host: no boolean selection unless the budget cut rows
         return log_probs[position[inverse[kept] if cut else inverse]], kept
 
-    def _log_probs(self, tokens: Tensor, steps: Tensor) -> Tensor:
+    def _log_probs(self, tokens: Tensor, steps: Tensor, *, charge: bool = True) -> Tensor:
         """One metered denoiser call on distinct rows tokens [R, L] at steps [R], then the SUBS rule and the NaN
-        check: log p(x_0 | tokens), [R, L, V]."""
+        check: log p(x_0 | tokens), [R, L, V]. ``charge=False`` only to restore what a saved run already paid for."""
         t = self.grid[steps]
         with torch.no_grad(), self.forward_timer:  # search never differentiates the denoiser
             logits = self.problem.denoiser(tokens, t)
-        self.meter.charge_nfe(int(tokens.shape[0]))
+        if charge:
+            self.meter.charge_nfe(int(tokens.shape[0]))
         log_probs = self.problem.diffusion.subs_log_probs(logits, tokens)
         check_log_probs(log_probs, self.problem.denoiser, t, steps=steps)
         return log_probs
@@ -196,11 +212,13 @@ class Engine:
         k_to: Tensor,
         *,
         log_probs0: Tensor | None = None,
+        known0: Tensor | None = None,
         final_log_probs: bool = False,
     ) -> Advance:
         """Run reverse steps k_from[i] -> k_to[i] for each row of x [B, L] (MDLM Eq. 7 per step), batched.
 
-        ``log_probs0`` [B, L, V]: log p(x_0 | x) already computed at step k_from (saves the first call).
+        ``log_probs0`` [B, L, V]: log p(x_0 | x) already computed at step k_from (saves the first call); ``known0``
+        Bool[B]: the rows of it that are known (default all; the others are computed).
         ``final_log_probs``: also return log p(x_0 | end state) (a value estimate's input, or the next segment's
         ``log_probs0``); fully unmasked rows get their own one-hot at no cost.
         """
@@ -214,8 +232,8 @@ class Engine:
         cache = None
         if log_probs0 is not None:
             cache = log_probs0.clone()
-            valid[:] = True
-            exact[:] = True
+            valid[:] = True if known0 is None else known0
+            exact.copy_(valid)
         lp = torch.zeros(batch, p.num_steps, device=x.device)
         lpm = torch.zeros(batch, p.num_steps, device=x.device)
         unmask = torch.full((batch, length), -1, dtype=torch.long, device=x.device)
@@ -382,15 +400,25 @@ class Engine:
             vocab_size=p.diffusion.vocab_size, mask_id=self.mask_id, capacity=capacity,
         )  # fmt: skip
 
-    def expand(self, tree: Tree, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def expand(
+        self, tree: Tree, nodes: np.ndarray, *, log_probs0: Tensor | None = None, keep_final: bool = False
+    ) -> Expansion:
         """One new child per entry of ``nodes`` (repeat a node for K children), one segment each, batched.
 
-        Returns (rows, ids): which entries got a child (the budget may cut some) and the new node ids.
+        ``log_probs0`` [B, L, V]: log p(x_0 | node) of each entry, when already known (saves the first call).
+        ``keep_final``: also return log p(x_0 | child) for each new child, for a rollout that goes on from it: the
+        call its next segment would begin with, made here instead, or none at all where the segment's last steps
+        unmasked nothing and the no-change cache still holds (a segment boundary costs no NFE of its own). With the
+        node cache on (:mod:`seqtree.search.node_cache`) they are kept for the children, and an entry of ``nodes``
+        whose distribution is kept starts from it.
         """
         x = tree.token_tensor(nodes).to(self.device)
         k_from = torch.from_numpy(tree.step[nodes].astype(np.int64)).to(self.device)
         k_to = self.problem.next_branch_step(k_from)
-        out = self.advance(x, k_from, k_to)
+        known0 = None
+        if log_probs0 is None and self.node_cache:
+            log_probs0, known0 = self._node_log_probs(tree, nodes, x, k_from, keep_final)
+        out = self.advance(x, k_from, k_to, log_probs0=log_probs0, known0=known0, final_log_probs=keep_final)
         rows = out.rows.cpu().numpy()
         cols = (k_from[out.rows].unsqueeze(1) + torch.arange(tree.branch_every, device=self.device)).clamp(
             max=self.problem.num_steps - 1
@@ -402,23 +430,72 @@ class Engine:
             nodes[rows], out.tokens, k_to[out.rows].cpu().numpy(), seg_lp, seg_lpm, self.is_complete(out.tokens),
             out.unmask_step,
         )  # fmt: skip
-        return rows, ids
+        if keep_final and self.node_cache:
+            grows = ~tree.terminal[ids]  # a terminal node is never expanded
+            self.node_cache.put(ids[grows], out.final_log_probs[torch.from_numpy(grows).to(self.device)])
+        return Expansion(rows, ids, out.final_log_probs)
 
-    def rollout_in_tree(self, tree: Tree, nodes: np.ndarray) -> np.ndarray:
+    def _node_log_probs(
+        self, tree: Tree, nodes: np.ndarray, x: Tensor, k: Tensor, keep_final: bool
+    ) -> tuple[Tensor | None, Tensor | None]:
+        """log p(x_0 | node) [B, L, V] for each entry of ``nodes`` and Bool[B] where known: kept ones from the node
+        cache, the others computed in one call (the call expanding them begins with) and kept; (None, None) when
+        nothing is kept and nothing computed. Only entries whose segment the budget can finish are computed (the
+        worst case, as :meth:`advance` admits rows), so a budget's last NFE are not spent on a row it refuses."""
+        kept = self.node_cache.get(nodes)
+        log_probs, known = kept if kept is not None else (None, np.zeros(len(nodes), bool))
+        left = self.meter.nfe_left
+        fits = np.ones(len(nodes), bool)
+        if left != math.inf:  # on the host, from the tree's steps: no synchronisation
+            start = tree.step[nodes].astype(np.int64)
+            span = np.minimum(start + tree.branch_every, self.problem.num_steps) - start + int(keep_final)
+            fits = np.cumsum(span) <= left
+        rows = np.nonzero(~known & fits)[0]
+        if rows.size:
+            index = torch.from_numpy(rows).to(self.device)
+            fresh, computed = self.denoise(x[index], k[index])
+            if fresh is not None:
+                if fresh.shape[0] < rows.size:  # the budget cut some (the only case that needs the mask on the host)
+                    rows = rows[computed.cpu().numpy()]
+                    index = torch.from_numpy(rows).to(self.device)
+                if log_probs is None:
+                    log_probs = fresh.new_zeros((len(nodes), *fresh.shape[1:]))
+                log_probs[index] = fresh
+                known[rows] = True
+                self.node_cache.put(nodes[rows], fresh)
+        if log_probs is None:
+            return None, None
+        return log_probs, torch.from_numpy(known).to(self.device)
+
+    def refill_node_cache(self, tree: Tree, ids: np.ndarray, batch: int = 64) -> None:
+        """Recompute the kept distributions of a saved search's ``ids`` (least recently used first), uncharged:
+        the run that saved them paid for them, and the resumed run must spend what it would have spent."""
+        for start in range(0, len(ids), batch):
+            chunk = np.asarray(ids[start : start + batch], np.int64)
+            steps = torch.from_numpy(tree.step[chunk].astype(np.int64)).to(self.device)
+            log_probs = self._log_probs(tree.token_tensor(chunk).to(self.device), steps, charge=False)
+            self.node_cache.put(chunk, log_probs)
+
+    def rollout_in_tree(self, tree: Tree, nodes: np.ndarray, log_probs0: Tensor | None = None) -> np.ndarray:
         """Extend each node segment by segment to a terminal node, adding every node on the way (DTS).
 
-        Returns terminal ids aligned with ``nodes`` (-1 where the budget cut the rollout).
+        ``log_probs0`` [B, L, V]: log p(x_0 | node) of each node, when known (an expansion's ``final_log_probs``).
+        Each segment hands its end state's distribution to the next, so a rollout costs the NFE of one unbroken
+        reverse pass. Returns terminal ids aligned with ``nodes`` (-1 where the budget cut the rollout).
         """
         out = np.full(len(nodes), -1, np.int64)
         current, position = np.asarray(nodes, np.int64), np.arange(len(nodes))
+        carry = log_probs0
         while current.size:
             done = tree.terminal[current]
             out[position[done]] = current[done]
             current, position = current[~done], position[~done]
             if not current.size:
                 break
-            rows, ids = self.expand(tree, current)
-            current, position = ids, position[rows]
+            if carry is not None and done.any():
+                carry = carry[torch.from_numpy(~done).to(carry.device)]
+            step = self.expand(tree, current, log_probs0=carry, keep_final=True)
+            current, position, carry = step.ids, position[step.rows], step.final_log_probs
         return out
 
     def score_nodes(self, tree: Tree, ids: np.ndarray) -> np.ndarray:

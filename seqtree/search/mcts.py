@@ -150,12 +150,13 @@ def run_mcts(
             run.count_idle(before)
             continue
         run.idle = 0
-        rows, children = engine.expand(tree, np.repeat(grow, p.num_children))
+        grown = engine.expand(tree, np.repeat(grow, p.num_children), keep_final=True)
+        children = grown.ids
         if not children.size:
             break
         x = tree.token_tensor(children).to(engine.device)
         start = torch.from_numpy(tree.step[children].astype(np.int64)).to(engine.device)
-        out = engine.advance(x, start, torch.full_like(start, problem.num_steps))
+        out = engine.advance(x, start, torch.full_like(start, problem.num_steps), log_probs0=grown.final_log_probs)
         scored = engine.score(out.tokens)
         finished = children[out.rows.cpu().numpy()][scored.rows.cpu().numpy()]
         rewards = scored.rewards.numpy()

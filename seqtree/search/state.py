@@ -4,7 +4,8 @@ A resumed run must equal an uninterrupted one with the same seed (the anytime pr
 al. 2025, Sec. 4), so the saved file holds, besides the tree's arrays: the NFE / oracle-call / iteration counters,
 the reward statistics and anytime curve, the generator state, and any archive the algorithm keeps outside the tree
 (MCTS's rollouts). The oracle memo is rebuilt from every scored sequence, so memo hits (and with them oracle-call
-counts) are the same after the resume.
+counts) are the same after the resume, and the node cache is refilled (its ids are saved; their distributions are
+recomputed without charge), so a resumed search skips the calls the uninterrupted one skips.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pydantic import Field
 
 from seqtree.search.budget import STOP_ITERATIONS, STOP_STALLED, Budget
 from seqtree.search.engine import Engine
+from seqtree.search.node_cache import NodeCache
 from seqtree.search.params import SearchParams
 from seqtree.search.problem import SearchProblem
 from seqtree.search.result import CURVE_COLUMNS, CurvePoint
@@ -25,6 +27,7 @@ from seqtree.search.tree import Tree
 
 HOST_STATE = "host_generator_state"  # a device run's CPU generator (tree selection), beside the device one
 ARCHIVE_PREFIX = "archive."
+NODE_CACHE = "node_cache"  # the kept node ids, least recently used first (seqtree.search.node_cache)
 
 
 class ResumableParams(SearchParams):
@@ -41,6 +44,9 @@ class TreeParams(ResumableParams):
     max_iterations: int | None = Field(None, ge=0, description="stop after this many iterations (cumulative)")
     tree_capacity: int = Field(1024, ge=1, description="initial node capacity (doubles when full)")
     patience: int = Field(1000, ge=1, description="stop after this many iterations in a row that cost nothing")
+    node_cache_mb: float = Field(
+        64.0, ge=0, description="MiB of nodes' clean-token distributions kept for their next widening (0: off)"
+    )
 
 
 @dataclass
@@ -60,6 +66,7 @@ class TreeRun:
         if not budget.bounded and p.max_iterations is None:
             raise ValueError(f"{name}: a tree search needs a bounded budget or max_iterations")
         engine = Engine(problem, budget, generator)
+        engine.node_cache = NodeCache(int(p.node_cache_mb * 2**20))
         if p.resume_from is None:
             return cls(engine, engine.new_tree(p.tree_capacity))
         tree = Tree.load(p.resume_from)
@@ -111,6 +118,7 @@ def save_state(
         "generator_state": generator.get_state().numpy(),
         **({} if engine.host_generator is generator else {HOST_STATE: engine.host_generator.get_state().numpy()}),
         **{ARCHIVE_PREFIX + k: v.numpy() for k, v in (archive or {}).items()},
+        NODE_CACHE: engine.node_cache.ids(),
     }
     tree.save(path)
 
@@ -137,6 +145,8 @@ def restore_state(engine: Engine, tree: Tree, generator: torch.Generator) -> tup
         engine.memo.update(zip(sequences, torch.from_numpy(tree.reward[scored].copy())))
     if "tokens" in archive and len(archive["tokens"]):
         engine.memo.update(zip(engine.decode(archive["tokens"]), archive["rewards"]))
+    if NODE_CACHE in extras and engine.node_cache:
+        engine.refill_node_cache(tree, extras[NODE_CACHE])
     generator.set_state(torch.from_numpy(extras["generator_state"].copy()))
     if HOST_STATE in extras and engine.host_generator is not generator:  # a device run's host-side stream
         engine.host_generator.set_state(torch.from_numpy(extras[HOST_STATE].copy()))
