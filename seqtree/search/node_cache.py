@@ -24,7 +24,6 @@ class NodeCache:
         self.max_bytes = int(max_bytes)
         self.entries: OrderedDict[int, Tensor] = OrderedDict()
         self.bytes = 0
-        self.hits = 0
 
     def __bool__(self) -> bool:
         return self.max_bytes > 0
@@ -56,7 +55,6 @@ class NodeCache:
         for node, row in zip(ids, found):
             if row is not None:
                 self.entries.move_to_end(node)
-        self.hits += len(present)
         zero = torch.zeros_like(present[0])
         known = np.array([row is not None for row in found], bool)
         return torch.stack([zero if row is None else row for row in found]), known
