@@ -14,6 +14,7 @@ generator seeded from the device generator's seed, so a seed still fixes the who
 
 from __future__ import annotations
 
+import math
 import os
 from contextlib import AbstractContextManager, nullcontext
 from typing import Literal
@@ -132,3 +133,38 @@ def set_threads(threads: int | None) -> None:
         raise ValueError(f"threads must be at least 1, got {threads}")
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+_CARRIER = {8: torch.int64, 4: torch.int32, 2: torch.int16, 1: torch.uint8}  # item size -> an integer of its bits
+
+
+def to_host(*tensors: torch.Tensor, pack: bool | None = None) -> list[torch.Tensor]:
+    """``tensors`` (one leading size B, one device) on the host, in one device-to-host copy.
+
+    Every copy off a GPU waits for the device to finish what it was given (issue 13): a tree expansion that fetched
+    its rows, tokens, steps, log-probabilities and terminal flags one by one waited seven times. Here each tensor's
+    bits are carried as int64 columns of one [B, C] tensor (floats reinterpreted bit for bit, not converted) and
+    taken apart on the host. ``pack`` (default: off the CPU only) forces either way; a CPU tensor needs no copy."""
+    if not tensors:
+        return []
+    if pack is None:
+        pack = tensors[0].device.type != "cpu"
+    if not pack:
+        return [t.cpu() for t in tensors]
+    batch = tensors[0].shape[0]
+    columns = []
+    for t in tensors:
+        flat = t.reshape(batch, math.prod(t.shape[1:]))
+        carrier = flat if t.dtype == torch.bool or not t.is_floating_point() else flat.view(_CARRIER[t.element_size()])
+        columns.append(carrier.to(torch.int64))
+    host = torch.cat(columns, 1).cpu()
+    out, start = [], 0
+    for t, column in zip(tensors, columns):
+        part = host[:, start : start + column.shape[1]]
+        start += column.shape[1]
+        if t.dtype == torch.bool or not t.is_floating_point():
+            part = part.to(t.dtype)
+        else:
+            part = part.to(_CARRIER[t.element_size()]).view(t.dtype)
+        out.append(part.reshape(t.shape))
+    return out

@@ -18,7 +18,14 @@ import torch
 from inprocess import seqtree_inprocess
 from torch import nn
 
-from seqtree.device import AutocastDenoiser, DeviceError, make_generator, resolve_device, with_precision
+from seqtree.device import (
+    AutocastDenoiser,
+    DeviceError,
+    make_generator,
+    resolve_device,
+    to_host,
+    with_precision,
+)
 from seqtree.generate import initial_tokens, sample_sequences
 from seqtree.models.loading import load_model
 from seqtree.samplers import SAMPLERS
@@ -202,3 +209,24 @@ def test_fp16_on_cpu_is_a_recipe_error_naming_model_precision():
         pytest.skip("this machine has a GPU, so auto resolves to it")
     result = seqtree_inprocess("validate", "recipes/dna.yaml", "--set", "model.precision=fp16")
     assert result.returncode == 2 and "model.precision" in result.stderr
+
+
+def test_to_host_carries_every_dtype_bit_for_bit_in_one_copy():
+    """The packed copy (forced here; on a GPU it is the default) returns each tensor with its dtype, shape and bits:
+    floats with NaN, infinities, -0 and subnormals are reinterpreted, not converted (a conversion through int64
+    would drop fractions and NaN payloads), and the columns of tensors of different widths stay apart."""
+    float32 = torch.tensor([[float("nan"), -0.0, 1e-45], [float("-inf"), 3.25, -7.1]])
+    tensors = [
+        torch.tensor([2, -5]), float32, float32.double() / 3, float32.to(torch.bfloat16), float32.half(),
+        torch.tensor([True, False]), torch.arange(2 * 3 * 4, dtype=torch.uint8).reshape(2, 3, 4),
+        torch.tensor([-(2**62), 2**62]), torch.tensor([[7], [9]], dtype=torch.int16),
+    ]
+    for back, sent in zip(to_host(*tensors, pack=True), tensors, strict=True):
+        assert back.dtype == sent.dtype and back.shape == sent.shape
+        if sent.is_floating_point():
+            carrier = {8: torch.int64, 4: torch.int32, 2: torch.int16}[sent.element_size()]
+            assert torch.equal(back.view(carrier), sent.view(carrier))
+        else:
+            assert torch.equal(back, sent)
+    empty = to_host(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long), pack=True)
+    assert [t.shape for t in empty] == [(0, 3), (0,)] and to_host() == []

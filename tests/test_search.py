@@ -685,6 +685,27 @@ def test_the_node_cache_grows_the_same_tree_for_fewer_nfe(toy):
         assert results[1].nfe < 0.9 * results[0].nfe, (run.__name__, results[0].nfe, results[1].nfe)
 
 
+def test_an_expansion_fetched_in_one_packed_copy_grows_the_same_tree(toy, monkeypatch):
+    """On a GPU an expansion brings its rows, tokens, steps, log-probabilities, terminal flags and unmask steps to
+    the host in one packed copy (:func:`seqtree.device.to_host`). Forced here on the CPU, DTS*, DTS and MCTS grow
+    bit for bit the trees of the plain copies; a packing that converted floats instead of carrying their bits, or
+    mixed up its columns, would change the trees' log-probabilities, tokens or shape."""
+    import seqtree.device
+    import seqtree.search.engine as engine_module
+
+    def grow(pack: bool):
+        monkeypatch.setattr(engine_module, "to_host", lambda *t: seqtree.device.to_host(*t, pack=pack))
+        return [
+            run(toy.problem(temperature=0.8), Budget(), generator=gen(5), max_iterations=30, **extra).tree
+            for run, extra in ((run_dts_star, {"leaves_per_iteration": 4}), (run_dts, {}), (run_mcts, {}))
+        ]
+
+    for plain, packed in zip(grow(False), grow(True)):
+        assert plain.size == packed.size > 20
+        for name in ("parent", "step", "tokens", "terminal", "unmask_offset", "step_log_prob", "log_prob_model"):
+            np.testing.assert_array_equal(getattr(plain, name)[: plain.size], getattr(packed, name)[: packed.size])
+
+
 def test_the_node_cache_keeps_the_most_recently_used_within_its_bytes():
     """Entries beyond the byte budget go least recently used first; a read counts as a use; an entry larger than
     the whole budget is not kept; the ids come back least recently used first (what a saved search stores)."""

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from seqtree.device import host_generator
+from seqtree.device import host_generator, to_host
 from seqtree.diffusion import check_log_probs
 from seqtree.search.budget import STOP_NFE, STOP_ORACLE, Budget, Meter
 from seqtree.search.node_cache import NodeCache
@@ -214,11 +214,13 @@ class Engine:
         log_probs0: Tensor | None = None,
         known0: Tensor | None = None,
         final_log_probs: bool = False,
+        width: int | None = None,
     ) -> Advance:
         """Run reverse steps k_from[i] -> k_to[i] for each row of x [B, L] (MDLM Eq. 7 per step), batched.
 
         ``log_probs0`` [B, L, V]: log p(x_0 | x) already computed at step k_from (saves the first call); ``known0``
-        Bool[B]: the rows of it that are known (default all; the others are computed).
+        Bool[B]: the rows of it that are known (default all; the others are computed). ``width``: the largest
+        k_to - k_from, when the caller has it on the host (else read from the device: a wait on a GPU).
         ``final_log_probs``: also return log p(x_0 | end state) (a value estimate's input, or the next segment's
         ``log_probs0``); fully unmasked rows get their own one-hot at no cost.
         """
@@ -238,7 +240,8 @@ class Engine:
         lpm = torch.zeros(batch, p.num_steps, device=x.device)
         unmask = torch.full((batch, length), -1, dtype=torch.long, device=x.device)
         span = k_to - k_from
-        width = int(span.max()) if batch else 0
+        if width is None:
+            width = int(span.max()) if batch else 0
         alive &= self._affordable(span + int(final_log_probs))
 
         # Host synchronisations are what a GPU waits on (issue 13): each step takes the rows it needs with one
@@ -415,25 +418,34 @@ class Engine:
         x = tree.token_tensor(nodes).to(self.device)
         k_from = torch.from_numpy(tree.step[nodes].astype(np.int64)).to(self.device)
         k_to = self.problem.next_branch_step(k_from)
+        width = int(self._segment_steps(tree, nodes).max()) if len(nodes) else 0
         known0 = None
         if log_probs0 is None and self.node_cache:
             log_probs0, known0 = self._node_log_probs(tree, nodes, x, k_from, keep_final)
-        out = self.advance(x, k_from, k_to, log_probs0=log_probs0, known0=known0, final_log_probs=keep_final)
-        rows = out.rows.cpu().numpy()
+        out = self.advance(
+            x, k_from, k_to, log_probs0=log_probs0, known0=known0, final_log_probs=keep_final, width=width
+        )
         cols = (k_from[out.rows].unsqueeze(1) + torch.arange(tree.branch_every, device=self.device)).clamp(
             max=self.problem.num_steps - 1
         )
-        in_segment = cols < k_to[out.rows].unsqueeze(1)
-        seg_lp = out.step_log_prob.gather(1, cols) * in_segment
-        seg_lpm = out.step_log_prob_model.gather(1, cols) * in_segment
-        ids = tree.add_children(
-            nodes[rows], out.tokens, k_to[out.rows].cpu().numpy(), seg_lp, seg_lpm, self.is_complete(out.tokens),
-            out.unmask_step,
+        k_end = k_to[out.rows]
+        in_segment = cols < k_end.unsqueeze(1)
+        complete = self.is_complete(out.tokens)
+        rows, tokens, steps, seg_lp, seg_lpm, terminal, unmask = to_host(
+            out.rows, out.tokens, k_end, out.step_log_prob.gather(1, cols) * in_segment,
+            out.step_log_prob_model.gather(1, cols) * in_segment, complete, out.unmask_step,
         )  # fmt: skip
+        rows = rows.numpy()
+        ids = tree.add_children(nodes[rows], tokens, steps.numpy(), seg_lp, seg_lpm, terminal, unmask)
         if keep_final and self.node_cache:
-            grows = ~tree.terminal[ids]  # a terminal node is never expanded
-            self.node_cache.put(ids[grows], out.final_log_probs[torch.from_numpy(grows).to(self.device)])
+            grows = ~terminal.numpy()  # a terminal node is never expanded
+            self.node_cache.put(ids[grows], out.final_log_probs[~complete])
         return Expansion(rows, ids, out.final_log_probs)
+
+    def _segment_steps(self, tree: Tree, nodes: np.ndarray) -> np.ndarray:
+        """The reverse steps of each node's next segment (to its next branch point), from the tree's host arrays."""
+        start = tree.step[nodes].astype(np.int64)
+        return np.minimum(start + tree.branch_every, self.problem.num_steps) - start
 
     def _node_log_probs(
         self, tree: Tree, nodes: np.ndarray, x: Tensor, k: Tensor, keep_final: bool
@@ -447,9 +459,7 @@ class Engine:
         left = self.meter.nfe_left
         fits = np.ones(len(nodes), bool)
         if left != math.inf:  # on the host, from the tree's steps: no synchronisation
-            start = tree.step[nodes].astype(np.int64)
-            span = np.minimum(start + tree.branch_every, self.problem.num_steps) - start + int(keep_final)
-            fits = np.cumsum(span) <= left
+            fits = np.cumsum(self._segment_steps(tree, nodes) + int(keep_final)) <= left
         rows = np.nonzero(~known & fits)[0]
         if rows.size:
             index = torch.from_numpy(rows).to(self.device)
