@@ -135,7 +135,12 @@ def set_threads(threads: int | None) -> None:
     os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
-_CARRIER = {8: torch.int64, 4: torch.int32, 2: torch.int16, 1: torch.uint8}  # item size -> an integer of its bits
+_CARRIER = {8: torch.int64, 4: torch.int32, 2: torch.int16}  # a float's item size -> an integer of its bits
+
+
+def _bits(dtype: torch.dtype) -> torch.dtype | None:
+    """The integer dtype a float tensor's bits travel as (None: an integer or bool tensor travels as its values)."""
+    return _CARRIER[torch.empty((), dtype=dtype).element_size()] if dtype.is_floating_point else None
 
 
 def to_host(*tensors: torch.Tensor, pack: bool | None = None) -> list[torch.Tensor]:
@@ -155,16 +160,14 @@ def to_host(*tensors: torch.Tensor, pack: bool | None = None) -> list[torch.Tens
     columns = []
     for t in tensors:
         flat = t.reshape(batch, math.prod(t.shape[1:]))
-        carrier = flat if t.dtype == torch.bool or not t.is_floating_point() else flat.view(_CARRIER[t.element_size()])
-        columns.append(carrier.to(torch.int64))
+        carrier = _bits(t.dtype)
+        columns.append((flat if carrier is None else flat.view(carrier)).to(torch.int64))
     host = torch.cat(columns, 1).cpu()
     out, start = [], 0
     for t, column in zip(tensors, columns):
         part = host[:, start : start + column.shape[1]]
         start += column.shape[1]
-        if t.dtype == torch.bool or not t.is_floating_point():
-            part = part.to(t.dtype)
-        else:
-            part = part.to(_CARRIER[t.element_size()]).view(t.dtype)
+        carrier = _bits(t.dtype)
+        part = part.to(t.dtype) if carrier is None else part.to(carrier).view(t.dtype)
         out.append(part.reshape(t.shape))
     return out
