@@ -30,10 +30,15 @@ Protocol:
   budget) reaches it. SMC's curve also counts the denoiser's argmax predictions it scores for FK's potentials at every
   branch point, which it never returns, and one SMC pass is sized to the whole budget, so only its budget runs count.
   The smaller value is ``nfe_to_match``; ``fraction_of_bon`` divides it by best-of-N's largest budget (issue 15's
-  target for DTS*: 1/5 or less, with fluency no worse than best-of-N's).
+  target for DTS*: 1/5 or less, with fluency no worse than best-of-N's);
+- how that fraction moves with best-of-N's budget: best-of-N's samples are i.i.d., so its anytime curve at B NFE is
+  the reward of a best-of-N at B (read at the last batch it finished by B, a little below a run at B: the
+  comparison is not tilted towards the search). At B = 1/3, 2/3 and all of its largest budget, each returned-curve
+  algorithm's first NFE reaching that reward, and the fraction of B (:func:`match_along_baseline`).
 
 Writes ``prompts_bench.csv`` (one row per algorithm and budget), ``prompts_runs.csv`` (one row per run),
-``prompts_curves.csv`` (the mean anytime curves), ``prompts_bench.md`` (the markdown tables) and ``prompts_bench.png``.
+``prompts_curves.csv`` (the mean anytime curves), ``prompts_scaling.csv`` (the NFE to match best-of-N at each of
+the budgets above), ``prompts_bench.md`` (the markdown tables) and ``prompts_bench.png``.
 
 ``--finetune-rounds R`` (with ``--algorithms none`` alone) runs ``seqtree finetune`` of the same recipe for R rounds
 into ``DIR/finetune/`` (the recipe's ``finetune:`` section, or the defaults, with ``--set finetune.KEY=VALUE``) and
@@ -54,6 +59,7 @@ import pandas as pd
 BEST_OF_N = "{algorithm: best_of_n, batch_size: 64, num_samples: 10000000}"
 RECIPE_ARM = "recipe"  # the recipe's own search section, as shipped (a tuned search, against the baseline)
 SEED_STRIDE = 1000
+BASELINE_FRACTIONS = (1 / 3, 2 / 3, 1.0)  # best-of-N budgets, as fractions of its largest, to match along its curve
 CURVE_IS_RETURNED = frozenset({"best_of_n", "dts_star", "mcts"})  # the best scored sequence is among the designs
 GRID_POINTS = 201
 
@@ -111,7 +117,9 @@ def run(
     curves.to_csv(out / "prompts_curves.csv", index=False)
     table = summarize(runs, curves, shipped)
     table.to_csv(out / "prompts_bench.csv", index=False)
-    (out / "prompts_bench.md").write_text(markdown(table, shipped, seeds))
+    scaling = match_along_baseline(curves, table)
+    scaling.to_csv(out / "prompts_scaling.csv", index=False)
+    (out / "prompts_bench.md").write_text(markdown(table, shipped, seeds, scaling))
     _plot(out / "prompts_bench.png", table, curves, shipped.name)
     print(table.to_string(index=False, float_format="%.4g"))
     return table
@@ -230,6 +238,32 @@ def summarize(runs: pd.DataFrame, curves: pd.DataFrame, recipe) -> pd.DataFrame:
     return table
 
 
+def match_along_baseline(curves: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """For best-of-N budgets B at :data:`BASELINE_FRACTIONS` of its largest: best-of-N's mean anytime reward at B and
+    the first NFE at which each other returned-curve algorithm's mean anytime curve reaches it (NaN if it never
+    does), with that NFE as a fraction of B. ``curves``: :func:`_mean_curves`; ``table``: :func:`summarize`'s."""
+    bon = curves[curves["algorithm"] == "best_of_n"]
+    largest = float(table[table["algorithm"] == "best_of_n"]["nfe_budget"].max())
+    returned = table.groupby("algorithm", sort=False)["curve_returned"].first()
+    rows = []
+    for fraction in BASELINE_FRACTIONS:
+        budget = largest * fraction
+        upto = bon[bon["nfe"] <= budget + 1e-9]["reward"]
+        target = float(upto.iloc[-1]) if len(upto) else -math.inf
+        if not math.isfinite(target):  # best-of-N has not scored every prompt by then
+            continue
+        for algorithm, is_returned in returned.items():
+            if algorithm == "best_of_n" or not is_returned:
+                continue
+            curve = curves[curves["algorithm"] == algorithm]
+            reached = curve["nfe"][curve["reward"] >= target - 1e-12]
+            nfe = float(reached.iloc[0]) if len(reached) else math.nan
+            rows.append({"bon_nfe": budget, "bon_reward": target, "algorithm": algorithm, "nfe_to_match": nfe,
+                         "fraction_of_bon": nfe / budget})  # fmt: skip
+    columns = ["bon_nfe", "bon_reward", "algorithm", "nfe_to_match", "fraction_of_bon"]
+    return pd.DataFrame(rows, columns=columns)
+
+
 def _fmt(value: float, se: float | None = None, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
@@ -237,8 +271,9 @@ def _fmt(value: float, se: float | None = None, digits: int = 3) -> str:
     return text if se is None or math.isnan(se) else f"{text} ({se:.{digits}f})"
 
 
-def markdown(table: pd.DataFrame, recipe, seeds: list[int]) -> str:
-    """The two tables of the README: reward and fluency per algorithm and budget, and the NFE to match best-of-N."""
+def markdown(table: pd.DataFrame, recipe, seeds: list[int], scaling: pd.DataFrame | None = None) -> str:
+    """The README's tables: reward and fluency per algorithm and budget, the NFE to match best-of-N, and (with
+    ``scaling``, :func:`match_along_baseline`'s) that NFE against smaller best-of-N budgets."""
     lines = [
         f"{recipe.name}: {recipe.model.name}, {len(seeds)} seeds ({', '.join(map(str, seeds))}), mean (standard error)"
         " over seeds of the per-prompt figures averaged over prompts",
@@ -269,6 +304,19 @@ def markdown(table: pd.DataFrame, recipe, seeds: list[int]) -> str:
             f"| {algorithm} | {_fmt(row.nfe_to_match_curve, None, 0)} | {_fmt(row.nfe_to_match_budget, None, 0)} | "
             f"{_fmt(row.nfe_to_match, None, 0)} | {_fmt(row.fraction_of_bon, None, 2)} |"
         )
+    if scaling is not None and len(scaling):
+        lines += [
+            "",
+            "NFE per prompt to reach best-of-N's mean anytime reward at a third, two thirds and all of its largest "
+            "budget (anytime curves; fraction of that budget):",
+            "",
+            "| best-of-N NFE | its reward | " + " | ".join(scaling["algorithm"].unique()) + " |",
+            "| --- | --- | " + " | ".join("---" for _ in scaling["algorithm"].unique()) + " |",
+        ]
+        for (budget, reward), group in scaling.groupby(["bon_nfe", "bon_reward"], sort=False):
+            cells = [f"{_fmt(r.nfe_to_match, None, 0)} ({_fmt(r.fraction_of_bon, None, 2)})"
+                     for r in group.itertuples()]  # fmt: skip
+            lines.append(f"| {budget:,.0f} | {reward:.3f} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from inprocess import python_forked
 
-from seqtree.bench.prompts import best_by, run, summarize
+from seqtree.bench.prompts import best_by, match_along_baseline, run, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ["And God said,", "The LORD is my shepherd;", "Blessed are the meek:"]
@@ -82,6 +82,20 @@ def test_the_recipe_arm_reads_its_curve_as_its_algorithm_and_the_target_is_best_
     assert math.isnan(other.set_index("algorithm").loc["recipe", "nfe_to_match_curve"])  # an SMC recipe: budgets only
 
 
+def test_the_nfe_to_match_along_best_of_n_reads_its_curve_at_or_below_each_budget_and_divides_by_that_budget():
+    runs, curves = _runs()
+    grid = np.linspace(0, 500, 6)
+    dts = pd.DataFrame({"algorithm": "dts_star", "nfe": grid, "reward": [-np.inf, 0.35, 0.42, 0.46, 0.49, 0.49]})
+    curves = pd.concat([curves[curves["algorithm"] != "dts_star"], dts])
+    scaling = match_along_baseline(curves, summarize(runs, curves, RECIPE))
+    assert set(scaling["algorithm"]) == {"dts_star"}  # SMC's curve is not a curve of returned designs
+    # best-of-N at 500/3 is its curve at 100 (0.3; the point at 200 lies beyond the budget), at 1000/3 at 300 (0.45)
+    assert scaling["bon_reward"].tolist() == pytest.approx([0.3, 0.45, 0.5])
+    assert scaling["nfe_to_match"].iloc[:2].tolist() == [100, 300]
+    assert scaling["fraction_of_bon"].iloc[:2].tolist() == pytest.approx([100 / (500 / 3), 300 / (1000 / 3)])
+    assert math.isnan(scaling["nfe_to_match"].iloc[2])  # DTS* never reaches best-of-N's 0.5
+
+
 def test_a_tiny_benchmark_writes_tables_that_agree_with_its_runs(tmp_path):
     (tmp_path / "p.txt").write_text("\n".join(PROMPTS) + "\n")
     (tmp_path / "r.yaml").write_text(
@@ -117,6 +131,9 @@ def test_a_tiny_benchmark_writes_tables_that_agree_with_its_runs(tmp_path):
     for row in table.itertuples():
         assert row.reward == pytest.approx(mean[(row.algorithm, row.nfe_budget)], abs=1e-12)
     assert "| recipe | 16 |" in (out / "prompts_bench.md").read_text()
+    scaling = pd.read_csv(out / "prompts_scaling.csv")
+    assert list(scaling.columns) == ["bon_nfe", "bon_reward", "algorithm", "nfe_to_match", "fraction_of_bon"]
+    assert set(scaling["algorithm"]) <= {"recipe"} and (scaling["bon_nfe"] <= 32).all()
     # The same benchmark again reuses every finished run; an edited search section does not reuse them under its name.
     arms = {"algorithms": ["recipe", "best_of_n"], "budgets": [16], "seeds": [0, 1], "baseline_budgets": [32]}
     assert run(tmp_path / "r.yaml", out, **arms)["reward"].tolist() == table["reward"].tolist()
