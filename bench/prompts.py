@@ -201,6 +201,12 @@ def _se(values: pd.Series) -> float:
     return float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.nan
 
 
+def first_reaching(curve: pd.DataFrame, target: float) -> float:
+    """The first NFE at which a mean anytime curve (``nfe``, ``reward``) reaches ``target``; NaN if it never does."""
+    reached = curve["nfe"][curve["reward"] >= target - 1e-12]
+    return float(reached.iloc[0]) if len(reached) else math.nan
+
+
 def summarize(runs: pd.DataFrame, curves: pd.DataFrame, recipe) -> pd.DataFrame:
     """One row per algorithm and budget: means and standard errors over seeds, and the NFE to match best-of-N's
     mean reward at its largest budget (module docstring)."""
@@ -223,9 +229,7 @@ def summarize(runs: pd.DataFrame, curves: pd.DataFrame, recipe) -> pd.DataFrame:
     returned = {a: arm_algorithm(a, recipe) in CURVE_IS_RETURNED for a in table["algorithm"].unique()}
     table["curve_returned"] = table["algorithm"].map(returned)
     for algorithm in table["algorithm"].unique():
-        curve = curves[curves["algorithm"] == algorithm]
-        reached = curve["nfe"][curve["reward"] >= target - 1e-12]
-        by_curve = float(reached.iloc[0]) if len(reached) and returned[algorithm] else math.nan
+        by_curve = first_reaching(curves[curves["algorithm"] == algorithm], target) if returned[algorithm] else math.nan
         mine = table[(table["algorithm"] == algorithm) & (table["reward"] >= target - 1e-12)]
         by_budget = float(mine["nfe_budget"].min()) if len(mine) else math.nan
         found = [v for v in (by_curve, by_budget) if not math.isnan(v)]
@@ -255,9 +259,7 @@ def match_along_baseline(curves: pd.DataFrame, table: pd.DataFrame) -> pd.DataFr
         for algorithm, is_returned in returned.items():
             if algorithm == "best_of_n" or not is_returned:
                 continue
-            curve = curves[curves["algorithm"] == algorithm]
-            reached = curve["nfe"][curve["reward"] >= target - 1e-12]
-            nfe = float(reached.iloc[0]) if len(reached) else math.nan
+            nfe = first_reaching(curves[curves["algorithm"] == algorithm], target)
             rows.append({"bon_nfe": budget, "bon_reward": target, "algorithm": algorithm, "nfe_to_match": nfe,
                          "fraction_of_bon": nfe / budget})  # fmt: skip
     columns = ["bon_nfe", "bon_reward", "algorithm", "nfe_to_match", "fraction_of_bon"]
@@ -273,7 +275,7 @@ def _fmt(value: float, se: float | None = None, digits: int = 3) -> str:
 
 def markdown(table: pd.DataFrame, recipe, seeds: list[int], scaling: pd.DataFrame | None = None) -> str:
     """The README's tables: reward and fluency per algorithm and budget, the NFE to match best-of-N, and (with
-    ``scaling``, :func:`match_along_baseline`'s) that NFE against smaller best-of-N budgets."""
+    ``scaling``, :func:`match_along_baseline`'s) that NFE along best-of-N's anytime curve."""
     lines = [
         f"{recipe.name}: {recipe.model.name}, {len(seeds)} seeds ({', '.join(map(str, seeds))}), mean (standard error)"
         " over seeds of the per-prompt figures averaged over prompts",
