@@ -11,6 +11,10 @@ or ``random:HIDDENxLAYERS`` (heads = hidden / 64). Timings synchronise the devic
 they are wall times of finished work; each configuration runs once untimed first (kernel selection, caches, the
 capture of CUDA graphs). With ``--cuda-graphs`` the denoiser is replayed from CUDA graphs in both the raw and the
 search timings, as designs with ``model.cuda_graphs: true`` run it.
+
+``--host-syncs`` also counts, on any device (a CPU included), what sets those ratios on a GPU: per denoiser call,
+the waits of the host for the device and the operations the host issues while the device idles after one
+(:mod:`bench.host_syncs`, the engine on its device path), written to ``device_host_syncs.csv``.
 """
 
 from __future__ import annotations
@@ -98,9 +102,8 @@ def residue_fraction(sequences: list[str]) -> torch.Tensor:
     return torch.tensor([sum(map(s.count, "ALEK")) / max(len(s), 1) for s in sequences], dtype=torch.float64)
 
 
-def search_rate(model: LoadedModel, precision: str, algorithm: str, length: int, nfe: int) -> dict:
-    """NFE/s of one run of ``algorithm`` with ``nfe`` budget, after an untimed run at half of it (which also pays
-    most of CUDA graphs' one-time capture of each row bucket: a steady-state rate)."""
+def _search_setup(model: LoadedModel, precision: str, algorithm: str, length: int, nfe: int):
+    """(problem, parameters, NFE budget) of ``algorithm`` at the benchmark's settings."""
     params, batch = SEARCH_SETTINGS[algorithm]
     params = dict(params)
     if algorithm == "best_of_n":  # whole batches: a last partial batch would time a small, latency-bound call
@@ -110,6 +113,14 @@ def search_rate(model: LoadedModel, precision: str, algorithm: str, length: int,
     root = initial_tokens(model.tokenizer, length=length, row_length=length).to(model.device)
     problem = SearchProblem(low.inference_denoiser, model.diffusion, model.tokenizer, residue_fraction, root,
                             num_steps=32, branch_every=4)  # fmt: skip
+    return problem, params, nfe
+
+
+def search_rate(model: LoadedModel, precision: str, algorithm: str, length: int, nfe: int) -> dict:
+    """NFE/s of one run of ``algorithm`` with ``nfe`` budget, after an untimed run at half of it (which also pays
+    most of CUDA graphs' one-time capture of each row bucket: a steady-state rate)."""
+    problem, params, nfe = _search_setup(model, precision, algorithm, length, nfe)
+    batch = SEARCH_SETTINGS[algorithm][1]
     with torch.no_grad():
         warm = dict(params, num_samples=batch) if algorithm == "best_of_n" else params
         warm_nfe = max(nfe // 2, 64)
@@ -125,6 +136,28 @@ def search_rate(model: LoadedModel, precision: str, algorithm: str, length: int,
         "oracle_calls": result.oracle_calls, "seconds": round(seconds, 3), "nfe_per_s": result.nfe / seconds,
         "mean_rows_per_call": result.nfe / max(int(result.extras.get("denoiser_calls", 0)), 1),
         "denoiser_share": float(result.extras.get("denoiser_seconds", 0.0)) / seconds,
+    }  # fmt: skip
+
+
+def host_syncs(model: LoadedModel, precision: str, algorithm: str, length: int, nfe: int) -> dict:
+    """One run of ``algorithm`` under :class:`bench.host_syncs.HostSyncCounter`, the engine on its device path
+    (forced on a CPU): waits for the device and idle-window operations per denoiser call, and the busiest sites."""
+    from unittest import mock
+
+    import seqtree.search.engine as engine_module
+    from bench.host_syncs import HostSyncCounter
+
+    problem, params, nfe = _search_setup(model, precision, algorithm, length, nfe)
+    probe = HostSyncCounter(model.denoiser)
+    probe.mark(problem.root)
+    with torch.no_grad(), mock.patch.object(engine_module, "runs_ahead", lambda device: True), probe:
+        result = run_search(algorithm, problem, Budget(nfe=nfe), generator=make_generator(1, model.device), **params)
+    calls = max(int(result.extras.get("denoiser_calls", 0)), 1)
+    top = ", ".join(f"{site} {kind} {n / calls:.2f}" for (site, kind), n in probe.sites.most_common(3))
+    return {
+        "algorithm": algorithm, "precision": precision, "denoiser_calls": calls,
+        "mean_rows_per_call": result.nfe / calls, "waits_per_call": probe.total / calls,
+        "idle_ops_per_call": probe.idle_ops / max(probe.calls, 1), "top_waits": top,
     }  # fmt: skip
 
 
@@ -156,6 +189,7 @@ def run(
     seconds: float,
     profile: bool = False,
     cuda_graphs: bool = False,
+    count_syncs: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     device = resolve_device(device_name)
     for precision in precisions:
@@ -190,6 +224,20 @@ def run(
                 flush=True,
             )
     search = pd.DataFrame(search_rows)
+    if count_syncs:
+        rows = []
+        for precision in precisions:
+            for algorithm in algorithms:
+                row = host_syncs(model, precision, algorithm, length, nfe=2 * SEARCH_SETTINGS[algorithm][1] * 32)
+                rows.append(row)
+                print(
+                    f"{algorithm:<10} {precision}: {row['waits_per_call']:.2f} waits and "
+                    f"{row['idle_ops_per_call']:.0f} idle-window operations per denoiser call "
+                    f"({row['mean_rows_per_call']:.0f} rows per call; most waits: {row['top_waits']})",
+                    flush=True,
+                )
+        out.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(rows).assign(model=name).to_csv(out / "device_host_syncs.csv", index=False)
     if profile:
         for precision in precisions:
             for algorithm in algorithms:
@@ -213,10 +261,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="target seconds per timed configuration")
     parser.add_argument("--profile", action="store_true", help="also write torch.profiler tables per algorithm")
     parser.add_argument("--cuda-graphs", action="store_true", help="replay the denoiser from CUDA graphs")
+    parser.add_argument("--host-syncs", action="store_true",
+                        help="also count waits for the device and idle-window host operations per denoiser call")
     args = parser.parse_args(argv)
     run(args.out, model_spec=args.model, device_name=args.device, length=args.length, batches=args.batches,
         precisions=args.precisions, algorithms=args.algorithms, seconds=args.seconds, profile=args.profile,
-        cuda_graphs=args.cuda_graphs)  # fmt: skip
+        cuda_graphs=args.cuda_graphs, count_syncs=args.host_syncs)  # fmt: skip
 
 
 if __name__ == "__main__":

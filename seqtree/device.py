@@ -19,6 +19,7 @@ import os
 from contextlib import AbstractContextManager, nullcontext
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -135,12 +136,47 @@ def set_threads(threads: int | None) -> None:
     os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
+def to_device(values, device: torch.device) -> torch.Tensor:
+    """A host array or tensor (index lists, tree tokens, steps) on ``device`` without waiting for it.
+
+    A plain copy from host memory to a GPU synchronises the stream afterwards (issue 13: a tree expansion's tokens,
+    steps and row indices each drained the queue); a copy from pinned memory with ``non_blocking`` is queued like a
+    kernel, and PyTorch's pinned-memory cache keeps the buffer until the copy has run. On the CPU it is
+    ``torch.as_tensor`` (no copy)."""
+    tensor = torch.as_tensor(values)
+    if device.type == "cpu" or tensor.device == device:
+        return tensor
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
 _CARRIER = {8: torch.int64, 4: torch.int32, 2: torch.int16}  # a float's item size -> an integer of its bits
 
 
 def _bits(dtype: torch.dtype) -> torch.dtype | None:
     """The integer dtype a float tensor's bits travel as (None: an integer or bool tensor travels as its values)."""
-    return _CARRIER[torch.empty((), dtype=dtype).element_size()] if dtype.is_floating_point else None
+    return _CARRIER[dtype.itemsize] if dtype.is_floating_point else None
+
+
+def _packed(tensors: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """The bits of ``tensors`` (one leading size B) as int64 columns of one [B, C] tensor, copied to the host."""
+    batch = tensors[0].shape[0]
+    columns = []
+    for t in tensors:
+        flat = t.reshape(batch, math.prod(t.shape[1:]))
+        carrier = _bits(t.dtype)
+        columns.append((flat if carrier is None else flat.view(carrier)).to(torch.int64))
+    return torch.cat(columns, 1).cpu()
+
+
+def _column_slices(tensors: tuple[torch.Tensor, ...]):
+    """(tensor, slice of its columns in :func:`_packed`) for each tensor."""
+    start = 0
+    for t in tensors:
+        width = math.prod(t.shape[1:])
+        yield t, slice(start, start + width)
+        start += width
 
 
 def to_host(*tensors: torch.Tensor, pack: bool | None = None) -> list[torch.Tensor]:
@@ -156,18 +192,42 @@ def to_host(*tensors: torch.Tensor, pack: bool | None = None) -> list[torch.Tens
         pack = tensors[0].device.type != "cpu"
     if not pack:
         return [t.cpu() for t in tensors]
-    batch = tensors[0].shape[0]
-    columns = []
-    for t in tensors:
-        flat = t.reshape(batch, math.prod(t.shape[1:]))
-        carrier = _bits(t.dtype)
-        columns.append((flat if carrier is None else flat.view(carrier)).to(torch.int64))
-    host = torch.cat(columns, 1).cpu()
-    out, start = [], 0
-    for t, column in zip(tensors, columns):
-        part = host[:, start : start + column.shape[1]]
-        start += column.shape[1]
-        carrier = _bits(t.dtype)
+    host = _packed(tensors)
+    out = []
+    for t, columns in _column_slices(tensors):
+        part, carrier = host[:, columns], _bits(t.dtype)
         part = part.to(t.dtype) if carrier is None else part.to(carrier).view(t.dtype)
         out.append(part.reshape(t.shape))
     return out
+
+
+def host_arrays(*tensors: torch.Tensor, pack: bool | None = None) -> list[np.ndarray]:
+    """:func:`to_host` as numpy arrays, taken apart by numpy (a search's reads: a torch op per column costs the
+    host microseconds that a GPU waiting for the next step spends idle). Not for bfloat16, which numpy lacks."""
+    if not tensors:
+        return []
+    if pack is None:
+        pack = tensors[0].device.type != "cpu"
+    if not pack:
+        return [t.cpu().numpy() for t in tensors]
+    host = _packed(tensors).numpy()
+    out = []
+    for t, columns in _column_slices(tensors):
+        part, dtype = host[:, columns], _numpy_dtype(t.dtype)
+        carrier = _bits(t.dtype)
+        part = part.astype(dtype) if carrier is None else part.astype(_numpy_dtype(carrier)).view(dtype)
+        out.append(part.reshape(t.shape))
+    return out
+
+
+_NUMPY_TYPES = {
+    torch.bool: np.dtype(bool), torch.uint8: np.dtype(np.uint8), torch.int8: np.dtype(np.int8),
+    torch.int16: np.dtype(np.int16), torch.int32: np.dtype(np.int32), torch.int64: np.dtype(np.int64),
+    torch.float16: np.dtype(np.float16), torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64),
+}  # fmt: skip
+
+
+def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
+    if dtype not in _NUMPY_TYPES:
+        raise TypeError(f"{dtype} has no numpy type; use to_host")
+    return _NUMPY_TYPES[dtype]

@@ -112,11 +112,14 @@ def check_log_probs(log_probs: Tensor, denoiser, t: Tensor, steps: Tensor | None
     )
 
 
-def sample_categorical(log_probs: Tensor, generator: torch.Generator | None) -> Tensor:
-    """One draw per row of log_probs [N, V] -> Long[N], through ``generator``."""
+def sample_categorical(log_probs: Tensor, generator: torch.Generator | None, *, nan_safe: bool = False) -> Tensor:
+    """One draw per row of log_probs [N, V] -> Long[N], through ``generator``; ``nan_safe``: NaN entries count as
+    probability 1 (a broken row is still a distribution; see :meth:`MaskedDiffusion.unmask_positions`)."""
     if log_probs.shape[0] == 0:
         return torch.zeros(0, dtype=torch.long, device=log_probs.device)
     probs = log_probs.float().exp()
+    if nan_safe:
+        probs = probs.nan_to_num_(nan=1.0)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
@@ -263,9 +266,7 @@ class MaskedDiffusion:
         """
         if p_unmask is None:
             p_unmask = self.unmask_probability(t, s)
-        masked = x_t == self.mask_id
-        draw = torch.rand(x_t.shape, generator=generator, device=x_t.device)
-        unmask = masked & (draw < p_unmask.unsqueeze(-1))
+        unmask = self.draw_unmask(x_t, p_unmask, generator)
         return self.unmask_positions(
             log_probs, x_t, unmask, generator=generator, temperature=temperature, top_k=top_k, top_p=top_p
         )
@@ -277,6 +278,13 @@ class MaskedDiffusion:
         p_unmask = ((alpha_s - alpha_t) / (1.0 - alpha_t).clamp_min(1e-12)).clamp(0.0, 1.0)
         return torch.where(s <= 0, torch.ones_like(p_unmask), p_unmask)
 
+    def draw_unmask(self, x_t: Tensor, p_unmask: Tensor, generator: torch.Generator | None) -> Tensor:
+        """Bool[B, L]: the masked positions of x_t that unmask in this step, each with probability p_unmask [B]
+        (MDLM Eq. 7's first factor). It needs no clean-token distribution, so a search draws it before the
+        denoiser call whose output fills the positions (:meth:`unmask_positions`)."""
+        draw = torch.rand(x_t.shape, generator=generator, device=x_t.device)
+        return (x_t == self.mask_id) & (draw < p_unmask.unsqueeze(-1))
+
     def unmask_positions(
         self,
         log_probs: Tensor,
@@ -287,12 +295,21 @@ class MaskedDiffusion:
         temperature: float = 1.0,
         top_k: int | None = None,
         top_p: float | None = None,
+        positions: Tensor | None = None,
+        nan_safe: bool = False,
     ) -> StepOutput:
-        """Fill the positions in ``unmask`` [B, L] with tokens drawn from log_probs; everything else stays."""
-        rows, columns = unmask.nonzero().unbind(1)  # row-major, as boolean indexing; one host sync, not three
+        """Fill the positions in ``unmask`` [B, L] with tokens drawn from log_probs; everything else stays.
+
+        ``positions``: ``unmask.nonzero()`` when the caller has it already (found before the denoiser call, it is
+        not a wait for that call to finish). ``nan_safe``: draw from a uniform distribution where a row of
+        log_probs holds NaN instead of failing inside the sampler, for a caller that checks the denoiser's output
+        later (on a GPU the failure would be a device assert that no error message survives)."""
+        if positions is None:
+            positions = unmask.nonzero()  # row-major, as boolean indexing; one host sync, not three
+        rows, columns = positions.unbind(1)
         selected_model = log_probs[rows, columns]  # [N, V]
         selected = filter_log_probs(selected_model, temperature=temperature, top_k=top_k, top_p=top_p)
-        tokens = sample_categorical(selected, generator)
+        tokens = sample_categorical(selected, generator, nan_safe=nan_safe)
         x_s = x_t.clone()
         x_s[rows, columns] = tokens
         chosen = selected.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)

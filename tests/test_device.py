@@ -211,6 +211,26 @@ def test_fp16_on_cpu_is_a_recipe_error_naming_model_precision():
     assert result.returncode == 2 and "model.precision" in result.stderr
 
 
+def test_host_arrays_carry_every_numpy_dtype_bit_for_bit_in_one_copy():
+    """The engine's reads (numpy arrays, taken apart by numpy): NaN, -0 and subnormals keep their bits, integers
+    their extremes; bfloat16, which numpy lacks, is refused by name."""
+    import numpy as np
+
+    from seqtree.device import host_arrays
+
+    tensors = [
+        torch.tensor([[float("nan"), -0.0], [1e-45, -3.5]]), torch.tensor([2.0**-1074, -1.0], dtype=torch.float64),
+        torch.tensor([[True], [False]]), torch.tensor([[-(2**63), 2**63 - 1], [0, -1]]),
+        torch.tensor([[1.5, 65504.0], [-0.0, 6e-8]], dtype=torch.float16), torch.tensor([255, 0], dtype=torch.uint8),
+    ]  # fmt: skip
+    for pack in (True, False):
+        for back, sent in zip(host_arrays(*tensors, pack=pack), tensors, strict=True):
+            assert isinstance(back, np.ndarray) and back.shape == tuple(sent.shape)
+            assert back.tobytes() == sent.numpy().tobytes(), (pack, sent.dtype)
+    with pytest.raises(TypeError, match="bfloat16"):
+        host_arrays(torch.zeros(2, dtype=torch.bfloat16), pack=True)
+
+
 def test_to_host_carries_every_dtype_bit_for_bit_in_one_copy():
     """The packed copy (forced here; on a GPU it is the default) returns each tensor with its dtype, shape and bits:
     floats with NaN, infinities, -0 and subnormals are reinterpreted, not converted (a conversion through int64

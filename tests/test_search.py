@@ -243,13 +243,17 @@ def test_dts_soft_backup_and_tree_law_on_a_two_level_tree():
 
     import seqtree.search.dts as dts
 
-    original = dts.soft_backup
-    for wrong in (lambda v, alpha, r=None: float(np.max(v)), lambda v, alpha, r=None: original(v, 2 * alpha, r)):
+    original = dts.soft_backups
+    wrongs = (
+        lambda scaled, counts, alpha: alpha * np.maximum.reduceat(scaled, np.cumsum(counts) - counts),  # hard max
+        lambda scaled, counts, alpha: original(scaled / 2, counts, 2 * alpha),  # at 2 alpha (no proposal ratio here)
+    )
+    for wrong in wrongs:
         try:
-            dts.soft_backup = wrong
+            dts.soft_backups = wrong
             assert np.abs(law(_backup) - right).max() > 0.03  # the assertion above would fail on this backup
         finally:
-            dts.soft_backup = original
+            dts.soft_backups = original
 
 
 def _sequential_backup(tree: Tree, ends: list[int], alpha: float, levels: int | None = None) -> None:
@@ -271,9 +275,11 @@ def _sequential_backup(tree: Tree, ends: list[int], alpha: float, levels: int | 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 def test_dts_backup_of_many_ends_equals_one_path_at_a_time(toy, temperature):
-    """The batched backup (each ancestor once, deepest first) leaves every value bit for bit as backing the ends up
-    one after another does, on trees DTS and DTS* grew with 8 leaves per iteration (tempered: the proposal ratio in
-    the backup). The same comparison fails for a backup whose walks stop below the root."""
+    """The batched backup (each ancestor once, one level at a time, deepest first) leaves every value as backing the
+    ends up one after another does, on trees DTS and DTS* grew with 8 leaves per iteration (tempered: the proposal
+    ratio in the backup): max values bit for bit, soft values up to the order of their sums (a node's mean of at
+    most C terms in [0, 1] moves by C * 2^-52 relative, its log by as much absolute: 1e-12 allows C = 4,500). The
+    same comparison fails for a backup whose walks stop below the root."""
     for run in (run_dts, run_dts_star):
         problem = toy.problem(temperature=temperature)
         tree = run(problem, Budget(nfe=600), generator=gen(3), leaves_per_iteration=8, alpha=ALPHA).tree
@@ -284,9 +290,11 @@ def test_dts_backup_of_many_ends_equals_one_path_at_a_time(toy, temperature):
             again.soft_value[:] = np.nan
             again.value[:] = np.nan
             _sequential_backup(again, scored, ALPHA, levels)
-            same = np.array_equal(again.soft_value[: tree.size], tree.soft_value[: tree.size], equal_nan=True) and (
-                np.array_equal(again.value[: tree.size], tree.value[: tree.size], equal_nan=True)
+            soft, reference = tree.soft_value[: tree.size], again.soft_value[: tree.size]
+            same = np.array_equal(np.isnan(soft), np.isnan(reference)) and np.allclose(
+                soft, reference, rtol=0, atol=1e-12 * ALPHA, equal_nan=True
             )
+            same = same and np.array_equal(again.value[: tree.size], tree.value[: tree.size], equal_nan=True)
             assert same == (levels is None)
 
 
@@ -686,15 +694,15 @@ def test_the_node_cache_grows_the_same_tree_for_fewer_nfe(toy):
 
 
 def test_an_expansion_fetched_in_one_packed_copy_grows_the_same_tree(toy, monkeypatch):
-    """On a GPU an expansion brings its rows, tokens, steps, log-probabilities, terminal flags and unmask steps to
-    the host in one packed copy (:func:`seqtree.device.to_host`). Forced here on the CPU, DTS*, DTS and MCTS grow
-    bit for bit the trees of the plain copies; a packing that converted floats instead of carrying their bits, or
-    mixed up its columns, would change the trees' log-probabilities, tokens or shape."""
-    import seqtree.device
+    """On a GPU the engine reads the device in packed copies (:func:`seqtree.device.host_arrays`), finds each
+    step's rows and unmasked positions before its denoiser call and reads the call's NaN check later
+    (:func:`seqtree.search.engine.runs_ahead`). Forced here on the CPU, DTS*, DTS and MCTS grow bit for bit the trees
+    of the plain path; a packing that converted floats instead of carrying their bits, mixed up its columns, or moved
+    a draw would change the trees' log-probabilities, tokens or shape."""
     import seqtree.search.engine as engine_module
 
-    def grow(pack: bool):
-        monkeypatch.setattr(engine_module, "to_host", lambda *t: seqtree.device.to_host(*t, pack=pack))
+    def grow(ahead: bool):
+        monkeypatch.setattr(engine_module, "runs_ahead", lambda device: ahead)
         return [
             run(toy.problem(temperature=0.8), Budget(), generator=gen(5), max_iterations=30, **extra).tree
             for run, extra in ((run_dts_star, {"leaves_per_iteration": 4}), (run_dts, {}), (run_mcts, {}))
@@ -725,3 +733,8 @@ def test_the_node_cache_keeps_the_most_recently_used_within_its_bytes():
     small = NodeCache(row_bytes - 1)
     small.put(np.array([1]), rows[:1])
     assert not small.entries and not NodeCache(0)
+    cache.put(np.array([20, 21, 22, 23, 13]), rows)  # more new rows than fit: the last ones stay, 13 is used
+    assert cache.ids().tolist() == [22, 23, 13] and cache.bytes == 3 * row_bytes
+    log_probs, known = cache.get(np.array([23, 20, 22]))
+    assert known.tolist() == [True, False, True]
+    assert torch.equal(log_probs, torch.stack([rows[3], torch.zeros(2, 3), rows[2]]))

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from seqtree.device import host_generator, to_host
+from seqtree.device import host_arrays, host_generator, to_device
 from seqtree.diffusion import check_log_probs
 from seqtree.search.budget import STOP_NFE, STOP_ORACLE, Budget, Meter
 from seqtree.search.node_cache import NodeCache
@@ -34,9 +34,10 @@ from seqtree.search.result import (
     Designs,
     SearchResult,
     Trajectories,
+    exact_groups,
     first_copies,
+    hash_groups,
     pareto_mask,
-    row_groups,
 )
 from seqtree.search.tree import Tree
 
@@ -51,6 +52,18 @@ class Advance:
     step_log_prob_model: Tensor  # [B', T] float32 (untempered model)
     unmask_step: Tensor  # [B', L] long: absolute step k at which the position was unmasked in this advance, else -1
     final_log_probs: Tensor | None  # [B', L, V] log p(x_0 | tokens) at the end state, when asked for
+    host_rows: np.ndarray  # ``rows`` on the host
+
+
+class CallPlan(NamedTuple):
+    """A denoiser call planned on the host (:meth:`Engine._plan_call`): the ``distinct`` rows it evaluates, the
+    ``rows`` it serves with ``source`` (each one's position among the distinct rows), and the rows the budget
+    ``cut``. All are host index arrays, ascending."""
+
+    distinct: np.ndarray
+    rows: np.ndarray
+    source: np.ndarray
+    cut: np.ndarray
 
 
 class Expansion(NamedTuple):
@@ -92,6 +105,13 @@ def _as_rewards(values, count: int) -> Tensor:
     if torch.isnan(out).any():
         raise ValueError("oracle returned NaN; the oracle contract asks for a finite floor value instead")
     return out
+
+
+def runs_ahead(device: torch.device) -> bool:
+    """Whether the host queues work ahead of ``device`` (a GPU): searches there read the device in packed copies
+    and check the denoiser's output at the next read (:meth:`Engine.read`); on the CPU every result is ready when
+    its op returns, so nothing is gained by either. Tests force it on the CPU."""
+    return device.type != "cpu"
 
 
 class ForwardTimer:
@@ -147,6 +167,8 @@ class Engine:
             )
         self.host_generator = host_generator(generator)  # tree selection, resampling indices, remask proposals
         self.forward_timer = ForwardTimer(self.device, self.meter)
+        self.runs_ahead = runs_ahead(self.device)
+        self._unchecked: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []  # NaN checks not read yet (see read)
         self.grid = torch.linspace(1.0, 0.0, problem.num_steps + 1, device=self.device)  # t_k = 1 - k / N
         self.p_unmask = problem.diffusion.unmask_probability(self.grid[:-1], self.grid[1:])  # [N] step k -> k + 1
         self.mask_id = problem.diffusion.mask_id
@@ -159,50 +181,98 @@ class Engine:
         self.memo: dict[str, Tensor] = {}
         self.floored: dict[str, int] = {}  # reason -> infinite reward values the oracle returned, set to the floor
 
+    # --------------------------------------------------------------------------------------------- host reads
+    def read(self, *tensors: Tensor) -> list[np.ndarray]:
+        """``tensors`` (one leading size) as host arrays. Where the host runs ahead of the device (a GPU), one packed
+        copy (:func:`seqtree.device.host_arrays`) that also brings the NaN checks of the denoiser calls made since the
+        last read, which raise here (:meth:`_log_probs`): every read is a wait for the device, so a search makes as
+        few as it can and makes each one count."""
+        pending, self._unchecked = self._unchecked, []
+        batch = tensors[0].shape[0] if tensors else 0
+        if pending and batch:
+            broken = torch.stack([flag for flag, *_ in pending]).any().expand(batch)
+            *host, broken = host_arrays(*tensors, broken, pack=self.runs_ahead)
+            broken = bool(broken[0])
+        else:
+            host = host_arrays(*tensors, pack=self.runs_ahead)
+            broken = bool(pending) and bool(torch.stack([flag for flag, *_ in pending]).any())
+        if broken:
+            for _, log_probs, t, steps in pending:
+                check_log_probs(log_probs, self.problem.denoiser, t, steps=steps)
+        return host
+
+    def _step_read(self, x: Tensor, k: Tensor, need: Tensor, *also: Tensor) -> list[np.ndarray]:
+        """A reverse step's one read: ``need`` Bool[B] (rows whose distribution must be computed), for each row the
+        first row with the same tokens and step among the needing ones (``rep``, :func:`hash_groups`), and ``also``.
+        Returns [need, rep, *also] on the host."""
+        keys = torch.cat([x, k.unsqueeze(1)], 1)
+        rep, exact = hash_groups(keys, need)
+        need_h, rep_h, exact_h, *also_h = self.read(need, rep, exact.expand(x.shape[0]), *also)
+        if x.shape[0] and not exact_h[0]:  # two different rows with one projection: group by whole rows
+            (rep_h,) = self.read(exact_groups(keys, need))
+        return [need_h, rep_h, *also_h]
+
+    def _plan_call(self, need_rows: np.ndarray, rep: np.ndarray) -> CallPlan:
+        """The denoiser call for the rows ``need_rows`` (ascending), planned on the host: identical (tokens, step)
+        rows are evaluated once (their first copy: ``rep``), and if fewer rows are left in the NFE budget than
+        distinct rows, only the first ones are evaluated and the search halts."""
+        reps = rep[need_rows]
+        distinct = need_rows[reps == need_rows]  # each group's first row, in order of first appearance
+        left = self.meter.nfe_left
+        if distinct.size > left:
+            self.meter.halt(STOP_NFE)
+            distinct = distinct[: int(left)]
+        source = np.searchsorted(distinct, reps)
+        served = source < distinct.size
+        served[served] = distinct[source[served]] == reps[served]
+        return CallPlan(distinct, need_rows[served], source[served], need_rows[~served])
+
+    def _evaluate(self, x: Tensor, k: Tensor, plan: CallPlan) -> Tensor | None:
+        """log p(x_0 | x) [len(plan.distinct), L, V] of the plan's distinct rows of x [B, L] at steps k [B]."""
+        if not plan.distinct.size:
+            return None
+        if plan.distinct.size == x.shape[0]:  # every row, in order: no gather
+            return self._log_probs(x, k)
+        rows = to_device(plan.distinct, x.device)
+        return self._log_probs(x[rows], k[rows])
+
     # --------------------------------------------------------------------------------------------- denoiser
-    def denoise(self, x: Tensor, k: Tensor) -> tuple[Tensor | None, Tensor]:
-        """log p(x_0 | x) for rows x [R, L] at steps k [R]. Returns (log_probs [R', L, V], kept Bool[R]).
+    def denoise(self, x: Tensor, k: Tensor) -> tuple[Tensor | None, np.ndarray]:
+        """log p(x_0 | x) for rows x [R, L] at steps k [R]. Returns (log_probs [R', L, V] of the kept rows in order,
+        kept Bool[R] on the host).
 
         Identical (tokens, step) rows are evaluated once; if fewer rows are left in the NFE budget than distinct
         rows, only the first ones (in order of first appearance) are evaluated and the search halts.
         """
         count = x.shape[0]
-        kept = torch.ones(count, dtype=torch.bool, device=x.device)
         if count == 0:
-            return None, kept
-        keys = torch.cat([x, k.unsqueeze(1)], 1)
-        inverse, first = row_groups(keys)
-        left = self.meter.nfe_left
-        if first.shape[0] == count and count <= left:  # every row distinct and affordable: the input, in order
-            return self._log_probs(x, k), kept
-        order = first.argsort()  # distinct rows in order of first appearance
-        if order.numel() > left:
-            self.meter.halt(STOP_NFE)
-            order = order[: int(left)]
-            allowed = torch.zeros(first.shape[0], dtype=torch.bool, device=x.device)
-            allowed.index_fill_(0, order, True)
-            kept = allowed[inverse]
-        if order.numel() == 0:
-            return None, kept
-        rows = keys[first[order]]
-        log_probs = self._log_probs(rows[:, :-1], rows[:, -1])
-        if order.numel() == count:  # all rows distinct and evaluated: already in input order
-            return log_probs, kept
-        position = torch.empty(first.shape[0], dtype=torch.long, device=x.device)
-        position[order] = torch.arange(order.numel(), device=x.device)
-        cut = order.numel() < first.shape[0]  # known on the host: no boolean selection unless the budget cut rows
-        return log_probs[position[inverse[kept] if cut else inverse]], kept
+            return None, np.ones(0, bool)
+        _, rep = self._step_read(x, k, torch.ones(count, dtype=torch.bool, device=x.device))
+        plan = self._plan_call(np.arange(count), rep)
+        fresh = self._evaluate(x, k, plan)
+        kept = np.zeros(count, bool)
+        kept[plan.rows] = True
+        if fresh is None or plan.rows.size == plan.distinct.size:  # no copies: already in input order
+            return fresh, kept
+        return fresh[to_device(plan.source, x.device)], kept
 
     def _log_probs(self, tokens: Tensor, steps: Tensor, *, charge: bool = True) -> Tensor:
         """One metered denoiser call on distinct rows tokens [R, L] at steps [R], then the SUBS rule and the NaN
-        check: log p(x_0 | tokens), [R, L, V]. ``charge=False`` only to restore what a saved run already paid for."""
+        check: log p(x_0 | tokens), [R, L, V]. ``charge=False`` only to restore what a saved run already paid for.
+
+        Where the host runs ahead of the device, the NaN check is read with the next :meth:`read` instead of
+        draining the queue here (it waited for every forward pass to finish before the host could queue the work
+        that follows it), and the reverse step draws NaN-safe until then."""
         t = self.grid[steps]
         with torch.no_grad(), self.forward_timer:  # search never differentiates the denoiser
             logits = self.problem.denoiser(tokens, t)
         if charge:
             self.meter.charge_nfe(int(tokens.shape[0]))
         log_probs = self.problem.diffusion.subs_log_probs(logits, tokens)
-        check_log_probs(log_probs, self.problem.denoiser, t, steps=steps)
+        if self.runs_ahead:
+            self._unchecked.append((torch.isnan(log_probs.sum()), log_probs, t, steps))
+        else:
+            check_log_probs(log_probs, self.problem.denoiser, t, steps=steps)
         return log_probs
 
     def advance(
@@ -214,21 +284,30 @@ class Engine:
         log_probs0: Tensor | None = None,
         known0: Tensor | None = None,
         final_log_probs: bool = False,
-        width: int | None = None,
+        spans: np.ndarray | None = None,
     ) -> Advance:
         """Run reverse steps k_from[i] -> k_to[i] for each row of x [B, L] (MDLM Eq. 7 per step), batched.
 
         ``log_probs0`` [B, L, V]: log p(x_0 | x) already computed at step k_from (saves the first call); ``known0``
-        Bool[B]: the rows of it that are known (default all; the others are computed). ``width``: the largest
-        k_to - k_from, when the caller has it on the host (else read from the device: a wait on a GPU).
-        ``final_log_probs``: also return log p(x_0 | end state) (a value estimate's input, or the next segment's
-        ``log_probs0``); fully unmasked rows get their own one-hot at no cost.
+        Bool[B]: the rows of it that are known (default all; the others are computed). ``spans``: k_to - k_from on
+        the host, when the caller has it (else read from the device: a wait on a GPU). ``final_log_probs``: also
+        return log p(x_0 | end state) (a value estimate's input, or the next segment's ``log_probs0``); fully
+        unmasked rows get their own one-hot at no cost.
+
+        A GPU waits for the host at each read (issue 13), so a step reads once, before its denoiser call: which rows
+        need a call, which of them are copies of one another and which rows step; then it draws the positions that
+        unmask (they do not depend on the call) and finds them, so nothing after the call waits for it. The draws
+        are those of one step after another, in the same order: the same designs as reading as needed.
         """
         p = self.problem
         batch, length = x.shape
         x = x.clone()
         k_from, k_to = k_from.to(x.device), k_to.to(x.device)
-        alive = torch.ones(batch, dtype=torch.bool, device=x.device)
+        span = k_to - k_from
+        if spans is None:
+            (spans,) = self.read(span)
+        alive_h = self._affordable(spans + int(final_log_probs))
+        alive = to_device(alive_h, x.device)
         valid = torch.zeros(batch, dtype=torch.bool, device=x.device)  # cache row matches the current tokens
         exact = torch.zeros(batch, dtype=torch.bool, device=x.device)  # ... and was computed at the current time
         cache = None
@@ -238,23 +317,23 @@ class Engine:
             exact.copy_(valid)
         lp = torch.zeros(batch, p.num_steps, device=x.device)
         lpm = torch.zeros(batch, p.num_steps, device=x.device)
-        unmask = torch.full((batch, length), -1, dtype=torch.long, device=x.device)
-        span = k_to - k_from
-        if width is None:
-            width = int(span.max()) if batch else 0
-        alive &= self._affordable(span + int(final_log_probs))
+        unmask_step = torch.full((batch, length), -1, dtype=torch.long, device=x.device)
 
-        # Host synchronisations are what a GPU waits on (issue 13): each step takes the rows it needs with one
-        # nonzero, and masks are applied by index, not by boolean selection, except where the budget cut rows.
-        def refresh(rows: Tensor, k: Tensor) -> None:
+        def stale() -> Tensor:  # rows whose cached distribution cannot be used at the current step
+            return ~valid if p.cache else ~(valid & exact)
+
+        def refresh(plan: CallPlan, k: Tensor) -> None:
             nonlocal cache
-            fresh, kept = self.denoise(x[rows], k[rows])
-            alive[rows] &= kept
+            if plan.cut.size:  # the budget refused these rows: they stop here
+                alive_h[plan.cut] = False
+                alive.index_fill_(0, to_device(plan.cut, x.device), False)
+            fresh = self._evaluate(x, k, plan)
             if fresh is None:
                 return
-            if fresh.shape[0] != rows.shape[0]:
-                rows = rows[kept]
-            if cache is None and rows.shape[0] == batch:  # every row, in order (nonzero sorts): no copy
+            if plan.rows.size != plan.distinct.size:
+                fresh = fresh[to_device(plan.source, x.device)]  # copies served from their first row
+            rows = to_device(plan.rows, x.device)
+            if cache is None and plan.rows.size == batch:  # every row, in order: no copy
                 cache = fresh
             else:
                 if cache is None:
@@ -263,28 +342,39 @@ class Engine:
             valid.index_fill_(0, rows, True)  # a scalar fill: no host-to-device copy of the value (a sync on CUDA)
             exact.index_fill_(0, rows, True)
 
+        width = int(spans.max()) if batch else 0
         for j in range(width):
             k = k_from + j
             active = alive & (j < span) & (x == self.mask_id).any(-1)
-            need = (active & (~valid | (~exact if not p.cache else torch.zeros_like(valid)))).nonzero().squeeze(1)
-            if need.numel():
-                refresh(need, k)
-                active &= alive
-            idx = active.nonzero().squeeze(1)
-            if idx.numel() == 0:
+            need_h, rep_h, active_h = self._step_read(x, k, active & stale(), active)
+            need_rows = np.flatnonzero(need_h)
+            plan = self._plan_call(need_rows, rep_h) if need_rows.size else None
+            if plan is not None and plan.cut.size:
+                alive_h[plan.cut] = False
+            idx_h = np.flatnonzero(active_h & alive_h)
+            whole = idx_h.size == batch  # every row steps: whole tensors, no [B, L, V] copy and no gathers
+            idx = None if whole else to_device(idx_h, x.device)
+            if idx_h.size:  # before the call: the draw needs no distribution, and finding its positions waits
+                xs, ks = (x, k) if whole else (x[idx], k[idx])  # only for this step's small kernels
+                unmask = p.diffusion.draw_unmask(xs, self.p_unmask[ks], self.generator)
+                positions = unmask.nonzero()
+            if plan is not None:
+                refresh(plan, k)
+            if not idx_h.size:
                 continue
-            if idx.shape[0] == batch:  # every row steps: whole tensors, no [B, L, V] copy and no gathers
-                step = self._reverse_step(cache, x, k)
-                unmask = torch.where(step.tokens != x, k.unsqueeze(1), unmask)
+            step = p.diffusion.unmask_positions(
+                cache if whole else cache[idx], xs, unmask, generator=self.generator, temperature=p.temperature,
+                top_k=p.top_k, top_p=p.top_p, positions=positions, nan_safe=self.runs_ahead,
+            )  # fmt: skip
+            if whole:
+                unmask_step = torch.where(step.tokens != x, k.unsqueeze(1), unmask_step)
                 x = step.tokens  # a new tensor (the step copies x_t), so the caller's x is never written
                 lp.scatter_(1, k.unsqueeze(1), step.log_prob.unsqueeze(1))
                 lpm.scatter_(1, k.unsqueeze(1), step.log_prob_model.unsqueeze(1))
                 valid &= step.num_unmasked == 0
                 exact.fill_(False)
                 continue
-            ks = k[idx]
-            step = self._reverse_step(cache[idx], x[idx], ks)
-            unmask[idx] = torch.where(step.tokens != x[idx], ks.unsqueeze(1), unmask[idx])
+            unmask_step[idx] = torch.where(step.tokens != xs, ks.unsqueeze(1), unmask_step[idx])
             x[idx] = step.tokens
             lp[idx, ks] = step.log_prob
             lpm[idx, ks] = step.log_prob_model
@@ -294,36 +384,34 @@ class Engine:
         final = None
         if final_log_probs:
             open_rows = alive & (x == self.mask_id).any(-1)
-            need = (open_rows & (~valid | (~exact if not p.cache else torch.zeros_like(valid)))).nonzero().squeeze(1)
-            if need.numel():
-                refresh(need, k_to)
+            need_h, rep_h, open_h = self._step_read(x, k_to, open_rows & stale(), open_rows)
+            need_rows = np.flatnonzero(need_h)
+            if need_rows.size:
+                refresh(self._plan_call(need_rows, rep_h), k_to)
             vocab = p.diffusion.vocab_size
             final = torch.full((batch, length, vocab), -math.inf, device=x.device)
             final.scatter_(-1, x.unsqueeze(-1), 0.0)  # one-hot: a clean token predicts itself
-            if cache is not None:
-                final[open_rows & alive] = cache[open_rows & alive]
-        rows = alive.nonzero().squeeze(1)
-        return Advance(rows, x[rows], lp[rows], lpm[rows], unmask[rows], None if final is None else final[rows])
+            open_rows_h = np.flatnonzero(open_h & alive_h)
+            if cache is not None and open_rows_h.size:
+                keep = to_device(open_rows_h, x.device)
+                final[keep] = cache[keep]
+        rows_h = np.flatnonzero(alive_h)
+        if rows_h.size == batch:
+            rows = torch.arange(batch, device=x.device)
+            return Advance(rows, x, lp, lpm, unmask_step, final, rows_h)
+        rows = to_device(rows_h, x.device)
+        picked = None if final is None else final[rows]
+        return Advance(rows, x[rows], lp[rows], lpm[rows], unmask_step[rows], picked, rows_h)
 
-    def _reverse_step(self, log_probs: Tensor, x: Tensor, k: Tensor):
-        """One reverse step k -> k + 1 of rows x [R, L] (MDLM Eq. 7) with the problem's proposal; the unmasking
-        probability is looked up on the engine's grid."""
-        p = self.problem
-        return p.diffusion.reverse_step(
-            log_probs, x, self.grid[k], self.grid[k + 1], generator=self.generator, temperature=p.temperature,
-            top_k=p.top_k, top_p=p.top_p, p_unmask=self.p_unmask[k],
-        )  # fmt: skip
-
-    def _affordable(self, rows_needed: Tensor) -> Tensor:
-        """Bool[B]: the first rows whose worst-case denoiser rows (``rows_needed`` [B], one per step) fit in the NFE
-        left, so a batch larger than the budget completes some rows instead of cutting all of them mid-way (issue 12:
-        a best-of-N batch of 256 x 32 steps on a 3000-NFE budget spent it all and returned nothing). The search
-        halts when not even the first row fits."""
+    def _affordable(self, rows_needed: np.ndarray) -> np.ndarray:
+        """Bool[B] on the host: the first rows whose worst-case denoiser rows (``rows_needed`` [B], one per step)
+        fit in the NFE left, so a batch larger than the budget completes some rows instead of cutting all of them
+        mid-way (issue 12: a best-of-N batch of 256 x 32 steps on a 3000-NFE budget spent it all and returned
+        nothing). The search halts when not even the first row fits."""
         left = self.meter.nfe_left
-        fits = torch.ones_like(rows_needed, dtype=torch.bool)
         if left == math.inf or not len(rows_needed):
-            return fits
-        fits = rows_needed.cumsum(0) <= left
+            return np.ones(len(rows_needed), bool)
+        fits = np.cumsum(rows_needed) <= left
         if not fits.any():
             self.meter.halt(STOP_NFE)
         return fits
@@ -343,6 +431,7 @@ class Engine:
     def score(self, tokens: Tensor) -> Scored:
         """Oracle rewards of full sequences tokens [B, L]. Distinct unseen sequences are submitted (one batched
         call); if fewer calls are left than needed, only the first ones are submitted and the search halts."""
+        self.read()  # the denoiser checks still unread, before its output is scored
         sequences = self.decode(tokens)
         p = self.problem
         if p.memoize_oracle:
@@ -381,7 +470,7 @@ class Engine:
             self.reward_count += int((~invalid).sum())
             self.invalid_count += int(invalid.sum())
             self.record()
-        return Scored(torch.tensor(rows, dtype=torch.long, device=tokens.device), stacked, scores)
+        return Scored(to_device(np.asarray(rows, np.int64), tokens.device), stacked, scores)
 
     def record(self) -> None:
         scored = self.reward_count + self.invalid_count
@@ -415,31 +504,31 @@ class Engine:
         node cache on (:mod:`seqtree.search.node_cache`) they are kept for the children, and an entry of ``nodes``
         whose distribution is kept starts from it.
         """
-        x = tree.token_tensor(nodes).to(self.device)
-        k_from = torch.from_numpy(tree.step[nodes].astype(np.int64)).to(self.device)
+        x = to_device(tree.token_tensor(nodes), self.device)
+        start = tree.step[nodes].astype(np.int64)
+        spans = self._segment_steps(tree, nodes)
+        k_from = to_device(start, self.device)
         k_to = self.problem.next_branch_step(k_from)
-        width = int(self._segment_steps(tree, nodes).max()) if len(nodes) else 0
         known0 = None
         if log_probs0 is None and self.node_cache:
             log_probs0, known0 = self._node_log_probs(tree, nodes, x, k_from, keep_final)
         out = self.advance(
-            x, k_from, k_to, log_probs0=log_probs0, known0=known0, final_log_probs=keep_final, width=width
+            x, k_from, k_to, log_probs0=log_probs0, known0=known0, final_log_probs=keep_final, spans=spans
         )
+        rows = out.host_rows
         cols = (k_from[out.rows].unsqueeze(1) + torch.arange(tree.branch_every, device=self.device)).clamp(
             max=self.problem.num_steps - 1
         )
-        k_end = k_to[out.rows]
-        in_segment = cols < k_end.unsqueeze(1)
-        complete = self.is_complete(out.tokens)
-        rows, tokens, steps, seg_lp, seg_lpm, terminal, unmask = to_host(
-            out.rows, out.tokens, k_end, out.step_log_prob.gather(1, cols) * in_segment,
-            out.step_log_prob_model.gather(1, cols) * in_segment, complete, out.unmask_step,
+        in_segment = cols < k_to[out.rows].unsqueeze(1)
+        tokens, seg_lp, seg_lpm, terminal, unmask = self.read(
+            out.tokens, out.step_log_prob.gather(1, cols) * in_segment,
+            out.step_log_prob_model.gather(1, cols) * in_segment, self.is_complete(out.tokens), out.unmask_step,
         )  # fmt: skip
-        rows = rows.numpy()
-        ids = tree.add_children(nodes[rows], tokens, steps.numpy(), seg_lp, seg_lpm, terminal, unmask)
+        steps = (start + spans)[rows]
+        ids = tree.add_children(nodes[rows], tokens, steps, seg_lp, seg_lpm, terminal, unmask)
         if keep_final and self.node_cache:
-            grows = ~terminal.numpy()  # a terminal node is never expanded
-            self.node_cache.put(ids[grows], out.final_log_probs[~complete])
+            grows = ~terminal  # a terminal node is never expanded
+            self.node_cache.put(ids[grows], out.final_log_probs[to_device(np.flatnonzero(grows), self.device)])
         return Expansion(rows, ids, out.final_log_probs)
 
     def _segment_steps(self, tree: Tree, nodes: np.ndarray) -> np.ndarray:
@@ -462,12 +551,12 @@ class Engine:
             fits = np.cumsum(self._segment_steps(tree, nodes) + int(keep_final)) <= left
         rows = np.nonzero(~known & fits)[0]
         if rows.size:
-            index = torch.from_numpy(rows).to(self.device)
+            index = to_device(rows, self.device)
             fresh, computed = self.denoise(x[index], k[index])
             if fresh is not None:
-                if fresh.shape[0] < rows.size:  # the budget cut some (the only case that needs the mask on the host)
-                    rows = rows[computed.cpu().numpy()]
-                    index = torch.from_numpy(rows).to(self.device)
+                if fresh.shape[0] < rows.size:  # the budget cut some
+                    rows = rows[computed]
+                    index = to_device(rows, self.device)
                 if log_probs is None:
                     log_probs = fresh.new_zeros((len(nodes), *fresh.shape[1:]))
                 log_probs[index] = fresh
@@ -475,15 +564,15 @@ class Engine:
                 self.node_cache.put(nodes[rows], fresh)
         if log_probs is None:
             return None, None
-        return log_probs, torch.from_numpy(known).to(self.device)
+        return log_probs, to_device(known, self.device)
 
     def refill_node_cache(self, tree: Tree, ids: np.ndarray, batch: int = 64) -> None:
         """Recompute the kept distributions of a saved search's ``ids`` (least recently used first), uncharged:
         the run that saved them paid for them, and the resumed run must spend what it would have spent."""
         for start in range(0, len(ids), batch):
             chunk = np.asarray(ids[start : start + batch], np.int64)
-            steps = torch.from_numpy(tree.step[chunk].astype(np.int64)).to(self.device)
-            log_probs = self._log_probs(tree.token_tensor(chunk).to(self.device), steps, charge=False)
+            steps = to_device(tree.step[chunk].astype(np.int64), self.device)
+            log_probs = self._log_probs(to_device(tree.token_tensor(chunk), self.device), steps, charge=False)
             self.node_cache.put(chunk, log_probs)
 
     def rollout_in_tree(self, tree: Tree, nodes: np.ndarray, log_probs0: Tensor | None = None) -> np.ndarray:
@@ -503,7 +592,7 @@ class Engine:
             if not current.size:
                 break
             if carry is not None and done.any():
-                carry = carry[torch.from_numpy(~done).to(carry.device)]
+                carry = carry[to_device(np.flatnonzero(~done), carry.device)]
             step = self.expand(tree, current, log_probs0=carry, keep_final=True)
             current, position, carry = step.ids, position[step.rows], step.final_log_probs
         return out
@@ -513,7 +602,7 @@ class Engine:
         unknown = np.isnan(tree.reward[ids, 0])
         todo = np.unique(ids[unknown])
         if todo.size:
-            scored = self.score(tree.token_tensor(todo).to(self.device))
+            scored = self.score(tree.token_tensor(todo))  # host tokens: the oracle reads strings
             rows = scored.rows.cpu().numpy()
             tree.reward[todo[rows]] = scored.rewards.numpy()
         return ~np.isnan(tree.reward[ids, 0])
@@ -546,6 +635,7 @@ class Engine:
         from seqtree.search.budget import STOP_COMPLETED
 
         self.forward_timer.settle()
+        self.read()  # the denoiser checks still unread
         self.meter.halt(STOP_COMPLETED)
         self.record()
         tokens = tokens.cpu()

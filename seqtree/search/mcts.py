@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from seqtree.device import to_device
 from seqtree.search.budget import STOP_STALLED, Budget
 from seqtree.search.engine import Engine
 from seqtree.search.params import build_params
@@ -154,11 +155,15 @@ def run_mcts(
         children = grown.ids
         if not children.size:
             break
-        x = tree.token_tensor(children).to(engine.device)
-        start = torch.from_numpy(tree.step[children].astype(np.int64)).to(engine.device)
+        x = to_device(tree.token_tensor(children), engine.device)
+        start = to_device(tree.step[children].astype(np.int64), engine.device)
         out = engine.advance(x, start, torch.full_like(start, problem.num_steps), log_probs0=grown.final_log_probs)
-        scored = engine.score(out.tokens)
-        finished = children[out.rows.cpu().numpy()][scored.rows.cpu().numpy()]
+        tokens, step_lp, step_lpm, unmask_step = (  # the rollouts' one read
+            torch.from_numpy(a)
+            for a in engine.read(out.tokens, out.step_log_prob, out.step_log_prob_model, out.unmask_step)
+        )
+        scored = engine.score(tokens)
+        finished = children[out.host_rows][scored.rows.numpy()]
         rewards = scored.rewards.numpy()
         is_terminal = tree.terminal[finished]
         tree.reward[finished[is_terminal]] = rewards[is_terminal]  # a terminal child is its own rollout
@@ -172,12 +177,12 @@ def run_mcts(
         if not finished.size:
             continue
         tree_lp, tree_lpm = tree.paths_step_log_probs(finished)  # [n, T] root -> child
-        archive["tokens"].append(out.tokens[scored.rows].cpu())
+        archive["tokens"].append(tokens[scored.rows])
         archive["rewards"].append(scored.rewards)
-        archive["log_prob"].append(out.step_log_prob[scored.rows].cpu() + tree_lp)
-        archive["log_prob_model"].append(out.step_log_prob_model[scored.rows].cpu() + tree_lpm)
+        archive["log_prob"].append(step_lp[scored.rows] + tree_lp)
+        archive["log_prob_model"].append(step_lpm[scored.rows] + tree_lpm)
         tree_steps = tree.paths_unmask_steps(finished)  # [n, L] root -> child
-        archive["unmask_step"].append(torch.maximum(out.unmask_step[scored.rows].cpu(), tree_steps))
+        archive["unmask_step"].append(torch.maximum(unmask_step[scored.rows], tree_steps))
     run.close(generator, p, archive={k: torch.cat(v) for k, v in archive.items() if v})
     if not archive["tokens"]:
         return engine.finish("mcts", iterations=run.iterations, tree=tree, **engine.empty_columns())

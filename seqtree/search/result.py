@@ -99,6 +99,7 @@ class SearchResult:
 
 
 _PROJECTIONS: dict[tuple[int, str], Tensor] = {}
+_OWN_NUMBERS = 0x5EED_0000_0000_0000  # rows left out of a grouping are numbered from here (a clash is checked for)
 
 
 def _projection(width: int, device: torch.device) -> Tensor:
@@ -110,30 +111,55 @@ def _projection(width: int, device: torch.device) -> Tensor:
     return _PROJECTIONS[key]
 
 
-def row_groups(rows: Tensor) -> tuple[Tensor, Tensor]:
-    """Equal rows of the integer matrix ``rows`` [N, L] (N > 0): (group Long[N], first Long[G]), group ids 0..G-1
-    equal exactly for equal rows, and first[g] the index of group g's first row.
+def hash_groups(rows: Tensor, include: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Equal rows of the integer matrix ``rows`` [N, L] (N > 0) among the ``include`` ones (Bool[N], default all),
+    found on the rows' device without waiting for it: (rep Long[N], exact Bool[]). ``rep[i]`` is the smallest index
+    of a row equal to row i (i itself for a row not included); ``exact`` says the grouping was checked against the
+    rows and holds. A search reads both with whatever else it reads at that point (issue 13: one wait per reverse
+    step), and :func:`exact_groups` redoes the grouping when ``exact`` is False.
 
-    One sort of N numbers (a fixed random projection of each row) instead of a sort of N rows of L columns: on a GPU
-    ``torch.unique(dim=0)`` costs about 1 ms of host and device time per call at 64 rows of 257 (issue 13). The
-    grouping is then checked exactly against the rows; different rows with the same projection (improbable) fall
-    back to the sort of whole rows, so the answer never depends on the projection. The number of groups and the
-    check's outcome are read from the device together: one synchronisation (``torch.unique`` plus the check took
-    two)."""
+    One stable sort of N numbers (a fixed random projection of each row, rows not included given numbers of their
+    own) instead of a sort of N rows of L columns: on a GPU ``torch.unique(dim=0)`` costs about 1 ms of host and
+    device time per call at 64 rows of 257. Different rows with the same projection are improbable, and the check
+    catches them, so the answer never depends on the projection."""
     n = rows.shape[0]
+    index = torch.arange(n, device=rows.device)
     hashed = (rows.long() * _projection(rows.shape[1], rows.device)).sum(-1)
-    ordered, order = hashed.sort(stable=True)
+    if include is not None:
+        hashed = torch.where(include, hashed, index + _OWN_NUMBERS)
+    ordered, order = hashed.sort(stable=True)  # stable: equal numbers keep index order, so a run begins at its min
     starts = torch.ones(n, dtype=torch.bool, device=rows.device)
     starts[1:] = ordered[1:] != ordered[:-1]
-    ranks = starts.cumsum(0) - 1  # group ids in increasing projection order, as torch.unique numbers them
-    group = torch.empty_like(ranks).scatter_(0, order, ranks)
-    first = _first_index(group, n)  # groups beyond the last hold n
-    exact = (rows == rows[first[group]]).all()
-    groups, exact = torch.stack((ranks[-1] + 1, exact.long())).tolist()  # the call's one wait for the device
+    run_start = torch.where(starts, index, 0).cummax(0).values  # sorted position where each one's run begins
+    rep = torch.empty_like(order).scatter_(0, order, order[run_start])
+    same = (rows == rows[rep]).all(-1)
+    if include is not None:
+        same = ~include | (same & include[rep])
+    return rep, same.all()
+
+
+def exact_groups(rows: Tensor, include: Tensor | None = None) -> Tensor:
+    """:func:`hash_groups`' ``rep`` by a sort of whole rows (what it falls back to; one wait for the device)."""
+    n = rows.shape[0]
+    index = torch.arange(n, device=rows.device)
+    keys = rows.long() if include is None else torch.cat([rows.long(), torch.where(include, -1, index)[:, None]], 1)
+    _, group = torch.unique(keys, dim=0, return_inverse=True)
+    first = _first_index(group, n)
+    return first[group]
+
+
+def row_groups(rows: Tensor) -> tuple[Tensor, Tensor]:
+    """Equal rows of the integer matrix ``rows`` [N, L] (N > 0): (group Long[N], first Long[G]), group ids 0..G-1
+    equal exactly for equal rows and numbered in order of first appearance, first[g] the index of group g's first
+    row. One wait for the device: :func:`hash_groups`' group count and check are read together."""
+    index = torch.arange(rows.shape[0], device=rows.device)
+    rep, exact = hash_groups(rows)
+    groups, exact = torch.stack(((rep == index).sum(), exact.long())).tolist()  # the call's one wait
     if not exact:
-        values, group = torch.unique(rows, dim=0, return_inverse=True)
-        return group, _first_index(group, values.shape[0])
-    return group, first[:groups]
+        rep = exact_groups(rows)
+        groups = int((rep == index).sum())
+    group = ((rep == index).cumsum(0) - 1)[rep]
+    return group, _first_index(group, groups)
 
 
 def _first_index(group: Tensor, groups: int) -> Tensor:

@@ -153,12 +153,12 @@ class Tree:
     def add_children(
         self,
         parents: np.ndarray,
-        tokens: Tensor,
+        tokens: Tensor | np.ndarray,
         steps: np.ndarray,
-        step_log_prob: Tensor,
-        step_log_prob_model: Tensor,
-        terminal: Tensor,
-        unmask_step: Tensor,
+        step_log_prob: Tensor | np.ndarray,
+        step_log_prob_model: Tensor | np.ndarray,
+        terminal: Tensor | np.ndarray,
+        unmask_step: Tensor | np.ndarray,
     ) -> np.ndarray:
         """Append one child per row: parents [B] int, tokens [B, L], steps [B] (the children's step),
         step_log_prob(_model) [B, S] float, terminal [B] bool, unmask_step [B, L] long (absolute step at which each
@@ -171,15 +171,15 @@ class Tree:
         self.parent[ids] = parents
         self.depth[ids] = self.depth[parents] + 1
         self.step[ids] = steps
-        self.tokens[ids] = tokens.cpu().numpy().astype(self.tokens.dtype)
-        self.unmask_offset[ids] = self._unmask_offsets(unmask_step.cpu().numpy(), self.step[parents])
-        slp = step_log_prob.cpu().numpy().astype(np.float32)
-        slpm = step_log_prob_model.cpu().numpy().astype(np.float32)
+        self.tokens[ids] = _host(tokens).astype(self.tokens.dtype)
+        self.unmask_offset[ids] = self._unmask_offsets(_host(unmask_step), self.step[parents])
+        slp = _host(step_log_prob).astype(np.float32)
+        slpm = _host(step_log_prob_model).astype(np.float32)
         self.step_log_prob[ids] = slp
         self.step_log_prob_model[ids] = slpm
         self.log_prob[ids] = slp.sum(-1)
         self.log_prob_model[ids] = slpm.sum(-1)
-        self.terminal[ids] = terminal.cpu().numpy()
+        self.terminal[ids] = _host(terminal)
         self.closed[ids] = self.terminal[ids]
         for par, extra in zip(*(a.tolist() for a in np.unique(parents, return_counts=True))):
             count = int(self.num_children[par])
@@ -321,3 +321,8 @@ class Tree:
         tree.child_pool = np.concatenate([tree.child_pool, np.full(max(1024, tree.pool_size), NO_NODE, np.int32)])
         tree._reserve(max(1024, tree.size))  # room to grow (also makes the arrays writable copies)
         return tree
+
+
+def _host(values: Tensor | np.ndarray) -> np.ndarray:
+    """A tensor (on any device) or an array as a host array."""
+    return values.cpu().numpy() if isinstance(values, Tensor) else np.asarray(values)
