@@ -179,31 +179,15 @@ def _column_slices(tensors: tuple[torch.Tensor, ...]):
         start += width
 
 
-def to_host(*tensors: torch.Tensor, pack: bool | None = None) -> list[torch.Tensor]:
-    """``tensors`` (one leading size B, one device) on the host, in one device-to-host copy.
+def host_arrays(*tensors: torch.Tensor, pack: bool | None = None) -> list[np.ndarray]:
+    """``tensors`` (one leading size B, one device) as host arrays, in one device-to-host copy.
 
     Every copy off a GPU waits for the device to finish what it was given (issue 13): a tree expansion that fetched
     its rows, tokens, steps, log-probabilities and terminal flags one by one waited seven times. Here each tensor's
     bits are carried as int64 columns of one [B, C] tensor (floats reinterpreted bit for bit, not converted) and
-    taken apart on the host. ``pack`` (default: off the CPU only) forces either way; a CPU tensor needs no copy."""
-    if not tensors:
-        return []
-    if pack is None:
-        pack = tensors[0].device.type != "cpu"
-    if not pack:
-        return [t.cpu() for t in tensors]
-    host = _packed(tensors)
-    out = []
-    for t, columns in _column_slices(tensors):
-        part, carrier = host[:, columns], _bits(t.dtype)
-        part = part.to(t.dtype) if carrier is None else part.to(carrier).view(t.dtype)
-        out.append(part.reshape(t.shape))
-    return out
-
-
-def host_arrays(*tensors: torch.Tensor, pack: bool | None = None) -> list[np.ndarray]:
-    """:func:`to_host` as numpy arrays, taken apart by numpy (a search's reads: a torch op per column costs the
-    host microseconds that a GPU waiting for the next step spends idle). Not for bfloat16, which numpy lacks."""
+    taken apart by numpy views on the host (a torch op per column would cost the host microseconds that a GPU
+    waiting for the next step spends idle). ``pack`` (default: off the CPU only) forces either way; a CPU tensor
+    needs no copy. Not for bfloat16, which numpy lacks."""
     if not tensors:
         return []
     if pack is None:
@@ -229,5 +213,5 @@ _NUMPY_TYPES = {
 
 def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
     if dtype not in _NUMPY_TYPES:
-        raise TypeError(f"{dtype} has no numpy type; use to_host")
+        raise TypeError(f"{dtype} has no numpy type: convert it before reading it to the host")
     return _NUMPY_TYPES[dtype]

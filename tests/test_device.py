@@ -23,7 +23,6 @@ from seqtree.device import (
     DeviceError,
     make_generator,
     resolve_device,
-    to_host,
     with_precision,
 )
 from seqtree.generate import initial_tokens, sample_sequences
@@ -211,42 +210,28 @@ def test_fp16_on_cpu_is_a_recipe_error_naming_model_precision():
     assert result.returncode == 2 and "model.precision" in result.stderr
 
 
-def test_host_arrays_carry_every_numpy_dtype_bit_for_bit_in_one_copy():
-    """The engine's reads (numpy arrays, taken apart by numpy): NaN, -0 and subnormals keep their bits, integers
-    their extremes; bfloat16, which numpy lacks, is refused by name."""
+def test_host_arrays_carry_every_dtype_bit_for_bit_in_one_copy():
+    """The engine's reads, packed (forced here; on a GPU it is the default) and plain: each tensor comes back with
+    its shape and bits. Floats with NaN, infinities, -0 and subnormals are reinterpreted, not converted (a
+    conversion through int64 would drop fractions and NaN payloads), integers keep their extremes, and the columns
+    of tensors of different widths stay apart; an empty batch reads as empty arrays, and bfloat16, which numpy
+    lacks, is refused by name."""
     import numpy as np
 
     from seqtree.device import host_arrays
 
+    float32 = torch.tensor([[float("nan"), -0.0, 1e-45], [float("-inf"), 3.25, -7.1]])
     tensors = [
-        torch.tensor([[float("nan"), -0.0], [1e-45, -3.5]]), torch.tensor([2.0**-1074, -1.0], dtype=torch.float64),
-        torch.tensor([[True], [False]]), torch.tensor([[-(2**63), 2**63 - 1], [0, -1]]),
-        torch.tensor([[1.5, 65504.0], [-0.0, 6e-8]], dtype=torch.float16), torch.tensor([255, 0], dtype=torch.uint8),
+        torch.tensor([2, -5]), float32, float32.double() / 3, float32.half(), torch.tensor([2.0**-1074, -1.0]).double(),
+        torch.tensor([True, False]), torch.arange(2 * 3 * 4, dtype=torch.uint8).reshape(2, 3, 4),
+        torch.tensor([[-(2**63), 2**63 - 1], [0, -1]]), torch.tensor([[7], [9]], dtype=torch.int16),
+        torch.tensor([[1.5, 65504.0], [-0.0, 6e-8]], dtype=torch.float16),
     ]  # fmt: skip
     for pack in (True, False):
         for back, sent in zip(host_arrays(*tensors, pack=pack), tensors, strict=True):
             assert isinstance(back, np.ndarray) and back.shape == tuple(sent.shape)
-            assert back.tobytes() == sent.numpy().tobytes(), (pack, sent.dtype)
+            assert back.dtype == sent.numpy().dtype and back.tobytes() == sent.numpy().tobytes(), (pack, sent.dtype)
+    empty = host_arrays(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long), pack=True)
+    assert [a.shape for a in empty] == [(0, 3), (0,)] and host_arrays() == []
     with pytest.raises(TypeError, match="bfloat16"):
         host_arrays(torch.zeros(2, dtype=torch.bfloat16), pack=True)
-
-
-def test_to_host_carries_every_dtype_bit_for_bit_in_one_copy():
-    """The packed copy (forced here; on a GPU it is the default) returns each tensor with its dtype, shape and bits:
-    floats with NaN, infinities, -0 and subnormals are reinterpreted, not converted (a conversion through int64
-    would drop fractions and NaN payloads), and the columns of tensors of different widths stay apart."""
-    float32 = torch.tensor([[float("nan"), -0.0, 1e-45], [float("-inf"), 3.25, -7.1]])
-    tensors = [
-        torch.tensor([2, -5]), float32, float32.double() / 3, float32.to(torch.bfloat16), float32.half(),
-        torch.tensor([True, False]), torch.arange(2 * 3 * 4, dtype=torch.uint8).reshape(2, 3, 4),
-        torch.tensor([-(2**62), 2**62]), torch.tensor([[7], [9]], dtype=torch.int16),
-    ]
-    for back, sent in zip(to_host(*tensors, pack=True), tensors, strict=True):
-        assert back.dtype == sent.dtype and back.shape == sent.shape
-        if sent.is_floating_point():
-            carrier = {8: torch.int64, 4: torch.int32, 2: torch.int16}[sent.element_size()]
-            assert torch.equal(back.view(carrier), sent.view(carrier))
-        else:
-            assert torch.equal(back, sent)
-    empty = to_host(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long), pack=True)
-    assert [t.shape for t in empty] == [(0, 3), (0,)] and to_host() == []
